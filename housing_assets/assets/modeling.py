@@ -1,0 +1,171 @@
+import pandas as pd
+import yaml
+from dagster import AssetExecutionContext, Config, MetadataValue, asset
+
+from housing_assets import plots
+from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
+from housing_assets.ml.cv import FoldCache
+from housing_assets.ml.metrics import METRIC_NAMES
+from housing_assets.ml.models import FAMILIES, compare_families, param_grid
+from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
+from housing_assets.ml.tuning import TrialRecord, tune
+from housing_assets.resources.tracking import MlflowTracking, WandbTracking
+
+
+def _leaderboard_markdown(leaderboard: pd.DataFrame) -> MetadataValue:
+    shown = leaderboard[["family", "params", *METRIC_NAMES, "fit_seconds"]].copy()
+    shown["params"] = shown["params"].map(lambda p: ", ".join(f"{k}={v}" for k, v in p.items()))
+    return plots.markdown_table(shown)
+
+
+class ComparisonConfig(Config):
+    families: list[str] = list(FAMILIES)
+    cv_folds: int = 3
+    selection_metric: str = "wmape"
+    max_candidates_per_family: int | None = None  # e.g. 1 for a smoke run
+    seed: int = 42
+
+
+@asset(group_name="modeling", compute_kind="scikit-learn")
+def model_comparison(
+    context: AssetExecutionContext,
+    config: ComparisonConfig,
+    train_test_split: HousingSplit,
+    mlflow: MlflowTracking,
+) -> ModelComparison:
+    """Several algorithm families, each with a small cross-validated grid on training rows; the
+    winner is the family with the lowest cross-validated selection metric (wMAPE by default)."""
+    train = train_test_split.train
+    cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], train_test_split.spec,
+                      n_folds=config.cv_folds, random_state=config.seed)
+    grids = None
+    if config.max_candidates_per_family:
+        n = config.max_candidates_per_family
+        grids = {
+            name: {k: [v] for k, v in param_grid(FAMILIES[name].grid)[0].items()}
+            if n == 1 else FAMILIES[name].grid
+            for name in config.families
+        }
+    candidates, leaderboard = compare_families(
+        cache, config.families, config.selection_metric, grids=grids
+    )
+    winner = leaderboard.iloc[0]
+    with mlflow.start_run("model_comparison", tags={"dagster_run_id": context.run_id}):
+        import mlflow as mlf
+
+        mlf.log_params({"cv_folds": config.cv_folds, "selection_metric": config.selection_metric,
+                        "families": ",".join(config.families), "winner": winner["family"]})
+        for _, row in leaderboard.iterrows():
+            mlf.log_metrics({f"{row['family']}_{m}": float(row[m]) for m in METRIC_NAMES})
+        mlf.log_text(leaderboard.to_csv(index=False), "leaderboard.csv")
+    context.add_output_metadata(
+        {
+            "winner": winner["family"],
+            "winner_params": MetadataValue.json(winner["params"]),
+            f"winner_cv_{config.selection_metric}": float(winner[config.selection_metric]),
+            "winner_cv_rmse": float(winner["rmse"]),
+            "candidates_evaluated": len(candidates),
+            "leaderboard": _leaderboard_markdown(leaderboard),
+            "leaderboard_plot": plots.figure_to_markdown(
+                plots.bar_chart(leaderboard["family"], leaderboard[config.selection_metric],
+                                f"Cross-validated {config.selection_metric} by family",
+                                f"{config.selection_metric} % (lower is better)", winner["family"]),
+                "family comparison",
+            ),
+        }
+    )
+    return ModelComparison(
+        candidates=candidates.assign(params=candidates["params"].map(str)),
+        leaderboard=leaderboard.assign(params=leaderboard["params"].map(str)),
+        winner=str(winner["family"]),
+        winner_params=dict(winner["params"]),
+        selection_metric=config.selection_metric,
+        cv_folds=config.cv_folds,
+    )
+
+
+class TuningConfig(Config):
+    n_trials: int = 50
+    cv_folds: int = 3
+    metric: str = "wmape"
+    seed: int = 42
+    timeout_s: float | None = None
+    # Optuna RDB storage shared by several workers (e.g. sqlite:///study.db or postgresql://...).
+    storage: str | None = None
+
+
+@asset(group_name="modeling", compute_kind="optuna")
+def tuned_params(
+    context: AssetExecutionContext,
+    config: TuningConfig,
+    train_test_split: HousingSplit,
+    model_comparison: ModelComparison,
+    mlflow: MlflowTracking,
+    wandb: WandbTracking,
+) -> TunedParams:
+    """Bayesian search (Optuna TPE, Hyperband pruning across folds) of the winning family's
+    hyper-parameters by cross-validation on training rows; every trial goes to W&B and MLflow."""
+    import mlflow as mlf
+
+    family = model_comparison.winner
+    train = train_test_split.train
+    cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], train_test_split.spec,
+                      n_folds=config.cv_folds, random_state=config.seed)
+    run_config = {"family": family, **config.model_dump(), "spec": str(train_test_split.spec)}
+    with (
+        wandb.init(name=f"tune-{family}-{context.run_id[:8]}", job_type="tuning",
+                   config=run_config) as wandb_run,
+        mlflow.start_run(f"tuned_params-{family}",
+                         tags={"dagster_run_id": context.run_id, "family": family}),
+    ):
+        mlf.log_params({k: v for k, v in run_config.items() if v is not None})
+
+        def on_trial(trial: TrialRecord) -> None:
+            numbers = {f"cv_{k}": v for k, v in trial.metrics.items() if not k.endswith("_std")}
+            wandb_run.log({"trial": trial.number, "state": trial.state,
+                           "folds_run": trial.folds_run, "seconds": trial.seconds,
+                           **{f"param_{k}": v for k, v in trial.params.items()}, **numbers})
+            with mlflow.start_run(f"trial-{trial.number}", nested=True,
+                                  tags={"state": trial.state}):
+                mlf.log_params(trial.params)
+                mlf.log_metrics({**numbers, "folds_run": trial.folds_run})
+
+        result = tune(cache, family, n_trials=config.n_trials, metric=config.metric,
+                      seed=config.seed, timeout_s=config.timeout_s,
+                      start_params=model_comparison.winner_params, on_trial=on_trial,
+                      storage=config.storage,
+                      study_name=f"housing-{family}" if config.storage else None)
+        best_yaml = yaml.safe_dump({"family": family, "metric": config.metric,
+                                    "cv_value": result.best_value, "params": result.best_params},
+                                   sort_keys=False)
+        mlf.log_text(best_yaml, "best_params.yaml")
+        mlf.log_metrics({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
+        wandb_run.summary.update({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
+        trials_table = result.trials.assign(params=result.trials["params"].map(str))
+        wandb_run.log({"trials": _wandb_table(trials_table)})
+    states = result.trials["state"].value_counts().to_dict()
+    context.add_output_metadata(
+        {
+            "family": family,
+            "best_params": MetadataValue.json(result.best_params),
+            "best_params_yaml": MetadataValue.md(f"```yaml\n{best_yaml}```"),
+            f"best_cv_{config.metric}": result.best_value,
+            "best_cv_rmse": result.best_metrics.get("rmse", float("nan")),
+            "trials": len(result.trials),
+            "trials_complete": int(states.get("COMPLETE", 0)),
+            "trials_pruned": int(states.get("PRUNED", 0)),
+            "history": plots.figure_to_markdown(
+                plots.optimisation_history(result.trials, config.metric), "optimisation history"
+            ),
+            "wandb_run": wandb_run.dir if hasattr(wandb_run, "dir") else "",
+        }
+    )
+    return TunedParams(family=family, params=result.best_params, metric=config.metric,
+                       cv_metrics=result.best_metrics, trials=trials_table,
+                       baseline_params=model_comparison.winner_params)
+
+
+def _wandb_table(frame: pd.DataFrame):
+    import wandb
+
+    return wandb.Table(dataframe=frame.drop(columns=["metrics"]).astype(str))

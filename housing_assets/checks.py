@@ -1,0 +1,122 @@
+"""Asset checks that guard the data and the model."""
+
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckResult, AssetIn, AssetCheckSeverity, asset_check
+
+from housing_assets.assets import (
+    geo_features,
+    imputed_housing,
+    raw_housing,
+    registered_model,
+    train_test_split,
+)
+from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing, RegisteredModel
+from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES
+from housing_assets.ml.split import income_category
+
+# Reference anchors on the contract split (shared/data/README.md).
+BLOG_PIPELINE_TEST_RMSE = 53_277.0
+BLOG_PIPELINE_TEST_MAPE = 20.4
+
+
+@asset_check(asset=imputed_housing, blocking=True)
+def imputation_rmse(imputed_housing: ImputedHousing) -> AssetCheckResult:
+    """The chosen imputer reconstructs hidden values at most half as badly as the median
+    baseline, and no numeric value is left missing."""
+    table = imputed_housing.comparison.set_index("strategy")
+    chosen = float(table.loc[imputed_housing.strategy, "rmse"])
+    median = float(table.loc["median", "rmse"]) if "median" in table.index else np.inf
+    left_missing = int(imputed_housing.frame[NUMERIC_FEATURES].isna().sum().sum())
+    return AssetCheckResult(
+        passed=bool(chosen <= 0.5 * median and left_missing == 0),
+        metadata={"chosen_strategy": imputed_housing.strategy, "chosen_rmse": chosen,
+                  "median_rmse": median, "ratio_to_median": chosen / median,
+                  "values_left_missing": left_missing},
+    )
+
+
+@asset_check(asset=raw_housing, blocking=True)
+def raw_housing_is_complete_enough(raw_housing: pd.DataFrame) -> AssetCheckResult:
+    """At least 1,000 rows and no column more than 5 % missing."""
+    missing_share = raw_housing.isna().mean() * 100
+    worst = missing_share.idxmax()
+    return AssetCheckResult(
+        passed=bool(len(raw_housing) >= 1000 and missing_share.max() <= 5.0),
+        metadata={"rows": len(raw_housing), "worst_column": str(worst),
+                  "worst_missing_pct": float(missing_share.max())},
+    )
+
+
+@asset_check(asset=geo_features)
+def geo_clusters_are_usable(geo_features: GeoFeatures) -> AssetCheckResult:
+    """More than two clusters, none empty, and the chosen K was among the candidates."""
+    sizes = geo_features.frame["geo_cluster"].value_counts()
+    k = geo_features.spec.n_clusters
+    return AssetCheckResult(
+        passed=bool(k > 2 and len(sizes) == k and k in set(geo_features.k_evidence["k"])),
+        metadata={"k": k, "non_empty_clusters": len(sizes), "smallest_cluster": int(sizes.min())},
+    )
+
+
+@asset_check(asset=train_test_split, blocking=True)
+def split_matches_contract(train_test_split: HousingSplit) -> AssetCheckResult:
+    """20 % test rows, disjoint sides, and income-category shares equal within 0.5 points."""
+    train, test = train_test_split.train, train_test_split.test
+    n = len(train) + len(test)
+    shares_train = income_category(train["median_income"]).value_counts(normalize=True)
+    shares_test = income_category(test["median_income"]).value_counts(normalize=True)
+    gap = float((shares_train - shares_test).abs().max() * 100)
+    overlap = len(train.index.intersection(test.index))
+    return AssetCheckResult(
+        passed=bool(abs(len(test) / n - 0.2) < 0.001 and overlap == 0 and gap <= 0.5),
+        metadata={"test_fraction": len(test) / n, "overlapping_rows": overlap,
+                  "max_income_share_gap_pp": gap},
+    )
+
+
+@asset_check(asset=registered_model)
+def model_beats_blog_pipeline(registered_model: RegisteredModel) -> AssetCheckResult:
+    """The new version beats the pipeline this project replaces on the same test split."""
+    m = registered_model.test_metrics
+    return AssetCheckResult(
+        passed=bool(m["rmse"] < BLOG_PIPELINE_TEST_RMSE and m["mape"] < BLOG_PIPELINE_TEST_MAPE),
+        severity=AssetCheckSeverity.WARN,
+        metadata={"test_rmse": m["rmse"], "blog_rmse": BLOG_PIPELINE_TEST_RMSE,
+                  "test_mape": m["mape"], "blog_mape": BLOG_PIPELINE_TEST_MAPE},
+    )
+
+
+@asset_check(
+    asset=registered_model,
+    blocking=True,
+    additional_ins={"train_test_split": AssetIn("train_test_split")},
+)
+def champion_serves_raw_rows(
+    registered_model: RegisteredModel, train_test_split: HousingSplit
+) -> AssetCheckResult:
+    """The serving alias loads and predicts finite, positive prices on raw rows, including a
+    missing total_bedrooms and an unseen ocean_proximity."""
+    import mlflow
+
+    rows = train_test_split.test[FEATURE_COLUMNS].head(20).copy()
+    rows.iloc[0, rows.columns.get_loc("total_bedrooms")] = np.nan
+    rows.iloc[1, rows.columns.get_loc("ocean_proximity")] = "UNSEEN VALUE"
+    model = mlflow.pyfunc.load_model(f"models:/{registered_model.name}@champion")
+    predictions = np.asarray(model.predict(rows), dtype=float)
+    return AssetCheckResult(
+        passed=bool(len(predictions) == len(rows) and np.all(np.isfinite(predictions))
+                    and np.all(predictions > 0)),
+        metadata={"rows": len(rows), "min_prediction": float(predictions.min()),
+                  "max_prediction": float(predictions.max())},
+    )
+
+
+PIPELINE_CHECKS = [
+    raw_housing_is_complete_enough,
+    imputation_rmse,
+    geo_clusters_are_usable,
+    split_matches_contract,
+    model_beats_blog_pipeline,
+    champion_serves_raw_rows,
+]

@@ -1,0 +1,64 @@
+"""The values the assets hand each other (stored by the IO managers, DataFrames as Parquet)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from housing_assets.ml.pipeline import FeatureSpec
+
+
+@dataclass
+class ImputedHousing:
+    frame: pd.DataFrame  # every row; numeric gaps filled by an imputer fitted on training rows
+    comparison: pd.DataFrame  # masked-reconstruction RMSE per strategy, best first
+    strategy: str
+
+
+@dataclass
+class GeoFeatures:
+    frame: pd.DataFrame  # imputed rows plus geo_cluster and geo_cluster_similarity
+    k_evidence: pd.DataFrame  # one row per candidate K
+    spec: FeatureSpec  # imputation strategy and K, to rebuild the preprocessing
+
+
+@dataclass
+class HousingSplit:
+    train: pd.DataFrame  # raw columns (NaNs as in the source) + geo cluster columns
+    test: pd.DataFrame
+    spec: FeatureSpec
+
+
+@dataclass
+class ModelComparison:
+    candidates: pd.DataFrame  # every grid candidate with its CV metrics
+    leaderboard: pd.DataFrame  # the best candidate of each family, winner first
+    winner: str
+    winner_params: dict[str, Any]
+    selection_metric: str
+    cv_folds: int
+
+
+@dataclass
+class TunedParams:
+    family: str
+    params: dict[str, Any]
+    metric: str
+    cv_metrics: dict[str, float]
+    trials: pd.DataFrame
+    baseline_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RegisteredModel:
+    name: str
+    version: str
+    model_uri: str
+    run_id: str
+    family: str
+    params: dict[str, Any]
+    test_metrics: dict[str, float]
+    cv_metrics: dict[str, float]
+    aliases: list[str]

@@ -1,0 +1,18 @@
+"""The code location: ``defs`` is what `dagster dev` and `dagster asset materialize` load."""
+
+from dagster import Definitions, in_process_executor
+
+from housing_assets.assets import PIPELINE_ASSETS
+from housing_assets.checks import PIPELINE_CHECKS
+from housing_assets.jobs import housing_pipeline_job, housing_smoke_job
+from housing_assets.resources import build_resources
+
+defs = Definitions(
+    assets=PIPELINE_ASSETS,
+    asset_checks=PIPELINE_CHECKS,
+    jobs=[housing_pipeline_job, housing_smoke_job],
+    resources=build_resources(),
+    # The graph is a chain: a process per step would only add ~10 s of imports per step.
+    # Parallelism lives inside the steps (n_jobs).
+    executor=in_process_executor,
+)

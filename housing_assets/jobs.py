@@ -1,0 +1,18 @@
+from dagster import AssetSelection, define_asset_job
+
+from housing_assets.smoke import SMOKE_RUN_CONFIG
+
+ALL_ASSETS = AssetSelection.all()
+
+housing_pipeline_job = define_asset_job(
+    "housing_pipeline_job",
+    selection=ALL_ASSETS,
+    description="All seven assets with the default (full) configuration.",
+)
+
+housing_smoke_job = define_asset_job(
+    "housing_smoke_job",
+    selection=ALL_ASSETS,
+    config=SMOKE_RUN_CONFIG,
+    description="All seven assets with a quick configuration (few trials, small grids).",
+)

@@ -1,0 +1,150 @@
+"""Imputation strategies compared by masked-reconstruction RMSE on training rows.
+
+Known values of a column are hidden at random, each strategy fills them back in, and the RMSE
+against the hidden truth ranks the strategies. The target is never an input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
+
+
+class ScaledKNNImputer(TransformerMixin, BaseEstimator):
+    """KNN imputation on standardised columns, returned on the original scale."""
+
+    def __init__(self, n_neighbors: int = 5):
+        self.n_neighbors = n_neighbors
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=float)
+        self.mean_ = np.nanmean(X, axis=0)
+        self.scale_ = np.nanstd(X, axis=0)
+        self.scale_[self.scale_ == 0] = 1.0
+        self.imputer_ = KNNImputer(n_neighbors=self.n_neighbors).fit((X - self.mean_) / self.scale_)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X, dtype=float)
+        return self.imputer_.transform((X - self.mean_) / self.scale_) * self.scale_ + self.mean_
+
+
+def make_imputer(strategy: str, random_state: int = 0):
+    """A fresh, unfitted imputer for numeric columns."""
+    if strategy in ("median", "mean"):
+        return SimpleImputer(strategy=strategy)
+    if strategy == "knn":
+        return ScaledKNNImputer(n_neighbors=5)
+    if strategy == "iterative":
+        # One gradient-boosted model per incomplete column: as accurate as a full random forest
+        # (see the imputed_housing metadata) at a fraction of the time.
+        return IterativeImputer(
+            estimator=HistGradientBoostingRegressor(
+                max_iter=300, learning_rate=0.05, random_state=random_state
+            ),
+            max_iter=2,
+            initial_strategy="median",
+            skip_complete=True,
+            random_state=random_state,
+        )
+    if strategy == "iterative_forest":
+        from sklearn.ensemble import RandomForestRegressor
+
+        return IterativeImputer(
+            estimator=RandomForestRegressor(n_estimators=100, n_jobs=-1, random_state=random_state),
+            max_iter=2,
+            skip_complete=True,
+            random_state=random_state,
+        )
+    raise ValueError(f"unknown imputation strategy '{strategy}'")
+
+
+IMPUTATION_STRATEGIES = ["median", "mean", "knn", "iterative", "iterative_forest"]
+
+
+@dataclass(frozen=True)
+class ImputationComparison:
+    table: pd.DataFrame  # one row a strategy: rmse, mae, fit_seconds; sorted best first
+    best_strategy: str
+    masked_cells: int
+
+
+def masked_reconstruction(
+    numeric: pd.DataFrame,
+    strategies: list[str],
+    columns: list[str],
+    mask_fraction: float = 0.2,
+    max_masked: int = 3000,
+    random_state: int = 0,
+) -> ImputationComparison:
+    """Hide known values of ``columns``, impute them with each strategy, score RMSE and MAE.
+
+    ``numeric`` holds the training rows' numeric features (no target). At most ``max_masked``
+    cells a column are hidden, which bounds the cost of neighbour-based strategies.
+    """
+    import time
+
+    rng = np.random.default_rng(random_state)
+    masked = numeric.copy()
+    truth: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for column in columns:
+        known = np.flatnonzero(numeric[column].notna().to_numpy())
+        n_mask = min(max_masked, max(1, int(len(known) * mask_fraction)))
+        rows = rng.choice(known, size=n_mask, replace=False)
+        truth[column] = (rows, numeric[column].to_numpy()[rows])
+        masked.iloc[rows, masked.columns.get_loc(column)] = np.nan
+
+    records = []
+    for strategy in strategies:
+        start = time.perf_counter()
+        filled = make_imputer(strategy, random_state).fit_transform(masked)
+        seconds = time.perf_counter() - start
+        errors = np.concatenate(
+            [
+                filled[rows, masked.columns.get_loc(column)] - values
+                for column, (rows, values) in truth.items()
+            ]
+        )
+        records.append(
+            {
+                "strategy": strategy,
+                "rmse": float(np.sqrt(np.mean(errors**2))),
+                "mae": float(np.mean(np.abs(errors))),
+                "fit_seconds": seconds,
+            }
+        )
+    table = pd.DataFrame(records).sort_values("rmse", ignore_index=True)
+    return ImputationComparison(
+        table=table,
+        best_strategy=str(table.loc[0, "strategy"]),
+        masked_cells=int(sum(len(r) for r, _ in truth.values())),
+    )
+
+
+def impute_frame(frame: pd.DataFrame, columns: list[str], imputer) -> pd.DataFrame:
+    """Return a copy of ``frame`` with ``columns`` filled by an already fitted imputer."""
+    out = frame.copy()
+    out[columns] = imputer.transform(frame[columns])
+    return out
+
+
+def fit_imputer(strategy: str, train_numeric: pd.DataFrame, random_state: int = 0):
+    return clone(make_imputer(strategy, random_state)).fit(train_numeric)
+
+
+__all__ = [
+    "IMPUTATION_STRATEGIES",
+    "ImputationComparison",
+    "ScaledKNNImputer",
+    "fit_imputer",
+    "impute_frame",
+    "make_imputer",
+    "masked_reconstruction",
+]

@@ -1,0 +1,102 @@
+"""Algorithm families, their small comparison grids and Optuna search spaces."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from joblib import Parallel, delayed
+from lightgbm import LGBMRegressor
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import Ridge
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.tree import DecisionTreeRegressor
+
+from housing_assets.ml.cv import FoldCache, cv_metrics
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    description: str
+    make: Callable[..., Any]  # hyper-parameters -> unfitted regressor
+    grid: dict[str, list]  # the small grid of the comparison
+    scale: bool  # needs the scaled (signed log + standardised) preprocessing
+    threads_inside: bool  # parallel on its own (n_jobs); otherwise candidates run in parallel
+
+    def build(self, params: dict[str, Any], n_jobs: int = 2):
+        return self.make(**params, n_jobs=n_jobs) if self.threads_inside else self.make(**params)
+
+
+def _lightgbm(n_jobs: int = 2, **params) -> LGBMRegressor:
+    defaults = dict(n_estimators=600, learning_rate=0.05, num_leaves=63, subsample=0.8,
+                    subsample_freq=1, colsample_bytree=0.5, min_child_samples=10)
+    return LGBMRegressor(**{**defaults, **params}, n_jobs=n_jobs, random_state=42, verbose=-1)
+
+
+def _forest(n_jobs: int = 2, **params) -> RandomForestRegressor:
+    defaults = dict(n_estimators=100, max_samples=0.5, min_samples_leaf=2)
+    return RandomForestRegressor(**{**defaults, **params}, n_jobs=n_jobs, random_state=42)
+
+
+FAMILIES: dict[str, ModelFamily] = {
+    family.name: family
+    for family in [
+        ModelFamily("linear", "Ridge regression on scaled, log-transformed features",
+                    lambda **p: Ridge(**p), {"alpha": [0.1, 1.0, 10.0]}, True, False),
+        ModelFamily("tree", "A single CART regression tree",
+                    lambda **p: DecisionTreeRegressor(random_state=42, **p),
+                    {"max_depth": [8, 14], "min_samples_leaf": [5, 20]}, False, False),
+        ModelFamily("knn", "k-nearest neighbours on scaled features",
+                    lambda **p: KNeighborsRegressor(weights="distance", **p),
+                    {"n_neighbors": [5, 10, 20]}, True, False),
+        ModelFamily("forest", "Random forest (bootstrap half-samples)", _forest,
+                    {"max_features": [0.3, 0.6]}, False, True),
+        ModelFamily("boosting", "LightGBM gradient boosting", _lightgbm,
+                    {"num_leaves": [31, 63], "learning_rate": [0.05, 0.1]}, False, True),
+    ]
+}
+
+
+def param_grid(grid: dict[str, list]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def _evaluate(family: ModelFamily, params: dict, cache: FoldCache, n_jobs: int) -> dict:
+    start = time.perf_counter()
+    metrics = cv_metrics(family.build(params, n_jobs), cache.folds(family.scale))
+    return {"family": family.name, "params": params, **metrics,
+            "fit_seconds": time.perf_counter() - start}
+
+
+def compare_families(
+    cache: FoldCache,
+    families: list[str],
+    selection_metric: str = "wmape",
+    grids: dict[str, dict[str, list]] | None = None,
+    n_jobs: int = 2,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Grid-search each family by cross-validation on the cached folds.
+
+    Returns (all candidates, the best candidate of each family), both sorted by
+    ``selection_metric`` (lower is better) with the overall winner first.
+    """
+    rows = []
+    for name in families:
+        family = FAMILIES[name]
+        candidates = param_grid((grids or {}).get(name, family.grid))
+        cache.folds(family.scale)  # build the folds once, before any parallel use
+        if family.threads_inside:
+            rows += [_evaluate(family, p, cache, n_jobs) for p in candidates]
+        else:
+            rows += Parallel(n_jobs=n_jobs, prefer="threads")(
+                delayed(_evaluate)(family, p, cache, 1) for p in candidates
+            )
+    candidates = pd.DataFrame(rows).sort_values(selection_metric, ignore_index=True)
+    best = candidates.drop_duplicates("family").reset_index(drop=True)
+    return candidates, best

@@ -1,0 +1,108 @@
+"""Logging, registering and promoting the served model in the MLflow Model Registry."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import pandas as pd
+
+import housing_assets
+
+MODEL_NAME = "housing_price_model"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PACKAGES_AT_SERVING = ["scikit-learn", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle"]
+
+
+def pip_requirements() -> list[str]:
+    """Exact versions of what unpickling the pipeline needs (no slow requirement inference)."""
+    reqs = [f"mlflow=={importlib.metadata.version('mlflow')}"]
+    reqs += [f"{name}=={importlib.metadata.version(name)}" for name in PACKAGES_AT_SERVING]
+    return reqs
+
+
+def package_code_path() -> str:
+    """The package folder, shipped with the model so its custom transformers unpickle anywhere."""
+    return str(Path(housing_assets.__file__).parent)
+
+
+def model_description(
+    family: str,
+    params: dict,
+    cv_metrics: dict[str, float],
+    test_metrics: dict[str, float],
+    spec_text: str,
+    source_url: str,
+    source_sha256: str,
+    dagster_run_id: str,
+) -> str:
+    from housing_assets.ml.metrics import METRIC_NAMES, format_metric
+
+    rows = "\n".join(
+        f"| {m} | {format_metric(m, cv_metrics.get(m, float('nan')))} | "
+        f"{format_metric(m, test_metrics[m])} |"
+        for m in METRIC_NAMES
+    )
+    params_text = "\n".join(f"- `{k}`: {v}" for k, v in sorted(params.items()))
+    return f"""# housing_price_model: {family}
+
+Predicts `median_house_value` from the 9 raw California Housing columns. Imputation, ratio
+features, geographic cluster similarity, neighbour price encoding and one-hot encoding are all
+inside the model (fitted on training rows only). Trained on log(price).
+
+**Algorithm:** {family}
+
+**Hyper-parameters** (Optuna TPE, cross-validated on training rows):
+{params_text}
+
+**Preprocessing:** `{spec_text}`
+
+| metric | cross-validation (train) | test (hold-out, reported once) |
+|---|---|---|
+{rows}
+
+**Data:** `{source_url}` (sha256 `{source_sha256}`)
+
+**Dagster run:** `{dagster_run_id}`
+"""
+
+
+def model_tags(
+    family: str, test_metrics: dict[str, float], source_sha256: str, dagster_run_id: str
+) -> dict[str, str]:
+    return {
+        "algorithm": family,
+        "rmse": f"{test_metrics['rmse']:.1f}",
+        "mape": f"{test_metrics['mape']:.3f}",
+        "wmape": f"{test_metrics['wmape']:.3f}",
+        "r2": f"{test_metrics['r2']:.4f}",
+        "within_10pct": f"{test_metrics['within_10pct']:.2f}",
+        "data_sha256": source_sha256,
+        "dagster_run_id": dagster_run_id,
+    }
+
+
+def input_example(X: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    return X.dropna().head(n)
+
+
+def promotion_decision(
+    new: dict[str, float],
+    champion: dict[str, float] | None,
+    wmape_tolerance_pp: float = 0.1,
+    rmse_tolerance: float = 0.01,
+) -> tuple[bool, str]:
+    """Promote when there is no champion, or when the challenger is at least as good on the same
+    test rows: wMAPE no more than ``wmape_tolerance_pp`` points worse and RMSE no more than
+    ``rmse_tolerance`` (relative) worse. The tolerances absorb refit noise of equal models."""
+    if champion is None:
+        return True, "no champion yet"
+    wmape_ok = new["wmape"] <= champion["wmape"] + wmape_tolerance_pp
+    rmse_ok = new["rmse"] <= champion["rmse"] * (1 + rmse_tolerance)
+    verdict = (
+        f"challenger wmape {new['wmape']:.3f} vs champion {champion['wmape']:.3f} "
+        f"(tolerance +{wmape_tolerance_pp} pp), rmse {new['rmse']:,.0f} vs {champion['rmse']:,.0f} "
+        f"(tolerance +{rmse_tolerance:.0%})"
+    )
+    return wmape_ok and rmse_ok, verdict

@@ -1,0 +1,85 @@
+"""Matplotlib figures rendered as PNG and embedded in Dagster metadata as Markdown."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from dagster import MetadataValue  # noqa: E402
+
+
+def figure_to_markdown(fig, alt: str) -> MetadataValue:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def bar_chart(labels, values, title: str, xlabel: str, highlight: str | None = None):
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(labels)))
+    colors = ["tab:green" if label == highlight else "tab:gray" for label in labels]
+    ax.barh(list(map(str, labels)), values, color=colors)
+    ax.invert_yaxis()
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    for y, value in enumerate(values):
+        ax.text(value, y, f" {value:,.3g}", va="center", fontsize=8)
+    return fig
+
+
+def k_evidence_chart(table: pd.DataFrame, metric: str):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    chosen = int(table.loc[table["chosen"], "k"].iloc[0])
+    axes[0].errorbar(table["k"], table[f"cv_{metric}"], yerr=table[f"cv_{metric}_se"], marker="o")
+    axes[0].axvline(chosen, color="tab:green", linestyle="--", label=f"chosen K={chosen}")
+    axes[0].set(title=f"CV {metric} of a quick model using the feature", xlabel="K")
+    axes[0].legend()
+    axes[1].plot(table["k"], table["inertia"], marker="o")
+    axes[1].set(title="KMeans inertia (elbow)", xlabel="K")
+    axes[2].plot(table["k"], table["silhouette_sampled"], marker="o")
+    axes[2].set(title="Silhouette (sampled; prefers K=2)", xlabel="K")
+    return fig
+
+
+def cluster_map(frame: pd.DataFrame, max_points: int = 6000):
+    sample = frame.sample(min(max_points, len(frame)), random_state=0)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(sample["longitude"], sample["latitude"], c=sample["geo_cluster"], cmap="tab20", s=3)
+    ax.set(title="Geographic clusters", xlabel="longitude", ylabel="latitude")
+    return fig
+
+
+def optimisation_history(trials: pd.DataFrame, metric: str):
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    done = trials[trials["state"] == "COMPLETE"]
+    pruned = trials[trials["state"] == "PRUNED"]
+    ax.scatter(done["number"], done["value"], s=12, label="complete")
+    if len(pruned):
+        values = [m.get(metric, np.nan) for m in pruned["metrics"]]
+        ax.scatter(pruned["number"], values, s=12, marker="x", color="tab:red",
+                   label="pruned (partial folds)")
+    if len(done):
+        ax.plot(done["number"], done["value"].cummin(), color="tab:green", label="best so far")
+    ax.set(title=f"Optuna trials (CV {metric})", xlabel="trial", ylabel=metric)
+    ax.legend()
+    return fig
+
+
+def predicted_vs_actual(y_true, y_pred):
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(y_true, y_pred, s=3, alpha=0.4)
+    top = max(float(np.max(y_true)), float(np.max(y_pred)))
+    ax.plot([0, top], [0, top], color="tab:red")
+    ax.set(title="Test set: predicted vs actual", xlabel="actual", ylabel="predicted")
+    return fig
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ",.2f") -> MetadataValue:
+    return MetadataValue.md(frame.to_markdown(index=False, floatfmt=floatfmt))

@@ -1,0 +1,173 @@
+"""IO managers that store each asset as a folder a person can browse.
+
+``<base>/<asset key>/`` holds a ``manifest.json`` and the parts: a DataFrame as ``data.parquet``;
+a dataclass bundle (e.g. the train/test split) with each DataFrame field as ``<field>.parquet`` and
+the remaining fields pickled in ``object.pkl``; any other Python object (a fitted estimator) as
+``object.pkl``. One base class does the (de)serialisation; subclasses only move bytes, locally or
+to Google Cloud Storage. The manifest is written last, so a half-written asset is never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+from pydantic import PrivateAttr
+
+MANIFEST = "manifest.json"
+
+
+class AssetNotFoundError(FileNotFoundError):
+    pass
+
+
+class CorruptAssetError(ValueError):
+    pass
+
+
+def _frame_to_parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, engine="pyarrow")
+    return buffer.getvalue()
+
+
+def _frame_from_parquet(data: bytes, where: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise CorruptAssetError(f"{where}: not a readable Parquet object ({exc})") from exc
+
+
+def serialize(value: Any) -> tuple[dict, dict[str, bytes]]:
+    """Value -> (manifest, {part name: bytes})."""
+    if isinstance(value, pd.DataFrame):
+        return {"kind": "dataframe"}, {"data.parquet": _frame_to_parquet(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        frames = {
+            f.name: getattr(value, f.name)
+            for f in dataclasses.fields(value)
+            if isinstance(getattr(value, f.name), pd.DataFrame)
+        }
+        rest = dataclasses.replace(value, **{name: None for name in frames})
+        parts = {f"{name}.parquet": _frame_to_parquet(frame) for name, frame in frames.items()}
+        parts["object.pkl"] = pickle.dumps(rest, protocol=pickle.HIGHEST_PROTOCOL)
+        return {"kind": "dataclass", "frames": sorted(frames)}, parts
+    return {"kind": "pickle"}, {"object.pkl": pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)}
+
+
+class DatasetIOManager(ConfigurableIOManager):
+    """Base class: (de)serialisation and layout; subclasses implement the four byte operations."""
+
+    def _location(self, key_path: list[str]) -> str:
+        raise NotImplementedError
+
+    def _write(self, location: str, name: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _read(self, location: str, name: str) -> bytes:
+        raise NotImplementedError
+
+    def _exists(self, location: str, name: str) -> bool:
+        raise NotImplementedError
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        location = self._location(list(context.asset_key.path))
+        manifest, parts = serialize(obj)
+        for name, data in parts.items():
+            self._write(location, name, data)
+        manifest["parts"] = {name: len(data) for name, data in parts.items()}
+        self._write(location, MANIFEST, json.dumps(manifest, indent=2).encode())
+        context.add_output_metadata(
+            {"storage_location": location, "stored_bytes": sum(manifest["parts"].values())}
+        )
+
+    def load_input(self, context: InputContext) -> Any:
+        return self.load(list(context.asset_key.path))
+
+    def load(self, key_path: list[str]) -> Any:
+        location = self._location(key_path)
+        if not self._exists(location, MANIFEST):
+            raise AssetNotFoundError(
+                f"asset '{'/'.join(key_path)}' has not been materialized yet: nothing at "
+                f"{location} (materialize it, or its upstream assets, first)"
+            )
+        manifest = json.loads(self._read(location, MANIFEST))
+        kind = manifest["kind"]
+        if kind == "dataframe":
+            return _frame_from_parquet(self._read(location, "data.parquet"), f"{location}/data.parquet")
+        value = pickle.loads(self._read(location, "object.pkl"))
+        if kind == "dataclass":
+            frames = {
+                name: _frame_from_parquet(
+                    self._read(location, f"{name}.parquet"), f"{location}/{name}.parquet"
+                )
+                for name in manifest["frames"]
+            }
+            value = dataclasses.replace(value, **frames)
+        return value
+
+
+class LocalDatasetIOManager(DatasetIOManager):
+    """Assets as folders under ``base_dir`` on local disk (the default)."""
+
+    base_dir: str
+
+    def _location(self, key_path: list[str]) -> str:
+        return str(Path(self.base_dir, *key_path))
+
+    def _write(self, location: str, name: str, data: bytes) -> None:
+        folder = Path(location)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, folder / name)  # atomic: readers see the old or the new part, never half
+
+    def _read(self, location: str, name: str) -> bytes:
+        return (Path(location) / name).read_bytes()
+
+    def _exists(self, location: str, name: str) -> bool:
+        return (Path(location) / name).is_file()
+
+
+class GCSDatasetIOManager(DatasetIOManager):
+    """Assets as objects under ``gs://bucket/prefix/<asset key>/`` in Google Cloud Storage."""
+
+    bucket: str
+    prefix: str = "housing_assets"
+    project: str | None = None
+    timeout_s: float = 60.0
+    _client: Any = PrivateAttr(default=None)
+
+    def _bucket(self):
+        from housing_assets.gcs import storage_client
+
+        if self._client is None:
+            self._client = storage_client(self.project)
+        return self._client.bucket(self.bucket)
+
+    def _location(self, key_path: list[str]) -> str:
+        return "/".join([f"gs://{self.bucket}", *filter(None, self.prefix.split("/")), *key_path])
+
+    def _blob(self, location: str, name: str):
+        key = location[len(f"gs://{self.bucket}/") :]
+        return self._bucket().blob(f"{key}/{name}")
+
+    def _write(self, location: str, name: str, data: bytes) -> None:
+        self._blob(location, name).upload_from_string(data, timeout=self.timeout_s)
+
+    def _read(self, location: str, name: str) -> bytes:
+        return self._blob(location, name).download_as_bytes(timeout=self.timeout_s)
+
+    def _exists(self, location: str, name: str) -> bool:
+        return self._blob(location, name).exists(timeout=self.timeout_s)

@@ -1,0 +1,43 @@
+"""Where things live by default. Every default can be overridden by an environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from housing_assets.ml.source import DEFAULT_SOURCE_URL
+
+
+def data_dir() -> Path:
+    """The project's data folder: ``HOUSING_DATA_DIR``, else ``./data`` under the working directory."""
+    return Path(os.environ.get("HOUSING_DATA_DIR") or Path.cwd() / "data").resolve()
+
+
+def source_url() -> str:
+    return os.environ.get("HOUSING_SOURCE_URL") or DEFAULT_SOURCE_URL
+
+
+def landing_url() -> str:
+    return os.environ.get("HOUSING_LANDING_URL") or str(data_dir() / "landing")
+
+
+def mlflow_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
+
+
+def mlflow_artifact_location() -> str | None:
+    """Artifact root for new experiments: ``HOUSING_MLFLOW_ARTIFACTS`` (e.g. ``gs://bucket/mlflow``),
+    else a folder beside the embedded store (None lets a remote tracking server decide)."""
+    explicit = os.environ.get("HOUSING_MLFLOW_ARTIFACTS")
+    if explicit:
+        return explicit
+    if "MLFLOW_TRACKING_URI" in os.environ:
+        return None
+    return (data_dir() / "mlflow" / "artifacts").as_uri()
+
+
+def wandb_mode() -> str:
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return mode
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
