@@ -2,7 +2,7 @@
 
 import numpy as np
 import pandas as pd
-from dagster import AssetCheckResult, AssetIn, AssetCheckSeverity, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, asset_check
 
 from housing_assets.assets import (
     geo_features,
@@ -30,9 +30,13 @@ def imputation_rmse(imputed_housing: ImputedHousing) -> AssetCheckResult:
     left_missing = int(imputed_housing.frame[NUMERIC_FEATURES].isna().sum().sum())
     return AssetCheckResult(
         passed=bool(chosen <= 0.5 * median and left_missing == 0),
-        metadata={"chosen_strategy": imputed_housing.strategy, "chosen_rmse": chosen,
-                  "median_rmse": median, "ratio_to_median": chosen / median,
-                  "values_left_missing": left_missing},
+        metadata={
+            "chosen_strategy": imputed_housing.strategy,
+            "chosen_rmse": chosen,
+            "median_rmse": median,
+            "ratio_to_median": chosen / median,
+            "values_left_missing": left_missing,
+        },
     )
 
 
@@ -43,8 +47,11 @@ def raw_housing_is_complete_enough(raw_housing: pd.DataFrame) -> AssetCheckResul
     worst = missing_share.idxmax()
     return AssetCheckResult(
         passed=bool(len(raw_housing) >= 1000 and missing_share.max() <= 5.0),
-        metadata={"rows": len(raw_housing), "worst_column": str(worst),
-                  "worst_missing_pct": float(missing_share.max())},
+        metadata={
+            "rows": len(raw_housing),
+            "worst_column": str(worst),
+            "worst_missing_pct": float(missing_share.max()),
+        },
     )
 
 
@@ -70,8 +77,11 @@ def split_matches_contract(train_test_split: HousingSplit) -> AssetCheckResult:
     overlap = len(train.index.intersection(test.index))
     return AssetCheckResult(
         passed=bool(abs(len(test) / n - 0.2) < 0.001 and overlap == 0 and gap <= 0.5),
-        metadata={"test_fraction": len(test) / n, "overlapping_rows": overlap,
-                  "max_income_share_gap_pp": gap},
+        metadata={
+            "test_fraction": len(test) / n,
+            "overlapping_rows": overlap,
+            "max_income_share_gap_pp": gap,
+        },
     )
 
 
@@ -82,8 +92,12 @@ def model_beats_blog_pipeline(registered_model: RegisteredModel) -> AssetCheckRe
     return AssetCheckResult(
         passed=bool(m["rmse"] < BLOG_PIPELINE_TEST_RMSE and m["mape"] < BLOG_PIPELINE_TEST_MAPE),
         severity=AssetCheckSeverity.WARN,
-        metadata={"test_rmse": m["rmse"], "blog_rmse": BLOG_PIPELINE_TEST_RMSE,
-                  "test_mape": m["mape"], "blog_mape": BLOG_PIPELINE_TEST_MAPE},
+        metadata={
+            "test_rmse": m["rmse"],
+            "blog_rmse": BLOG_PIPELINE_TEST_RMSE,
+            "test_mape": m["mape"],
+            "blog_mape": BLOG_PIPELINE_TEST_MAPE,
+        },
     )
 
 
@@ -105,10 +119,16 @@ def champion_serves_raw_rows(
     model = mlflow.pyfunc.load_model(f"models:/{registered_model.name}@champion")
     predictions = np.asarray(model.predict(rows), dtype=float)
     return AssetCheckResult(
-        passed=bool(len(predictions) == len(rows) and np.all(np.isfinite(predictions))
-                    and np.all(predictions > 0)),
-        metadata={"rows": len(rows), "min_prediction": float(predictions.min()),
-                  "max_prediction": float(predictions.max())},
+        passed=bool(
+            len(predictions) == len(rows)
+            and np.all(np.isfinite(predictions))
+            and np.all(predictions > 0)
+        ),
+        metadata={
+            "rows": len(rows),
+            "min_prediction": float(predictions.min()),
+            "max_prediction": float(predictions.max()),
+        },
     )
 
 

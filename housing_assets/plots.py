@@ -63,8 +63,14 @@ def optimisation_history(trials: pd.DataFrame, metric: str):
     ax.scatter(done["number"], done["value"], s=12, label="complete")
     if len(pruned):
         values = [m.get(metric, np.nan) for m in pruned["metrics"]]
-        ax.scatter(pruned["number"], values, s=12, marker="x", color="tab:red",
-                   label="pruned (partial folds)")
+        ax.scatter(
+            pruned["number"],
+            values,
+            s=12,
+            marker="x",
+            color="tab:red",
+            label="pruned (partial folds)",
+        )
     if len(done):
         ax.plot(done["number"], done["value"].cummin(), color="tab:green", label="best so far")
     ax.set(title=f"Optuna trials (CV {metric})", xlabel="trial", ylabel=metric)

@@ -36,14 +36,20 @@ def model_comparison(
     """Several algorithm families, each with a small cross-validated grid on training rows; the
     winner is the family with the lowest cross-validated selection metric (wMAPE by default)."""
     train = train_test_split.train
-    cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], train_test_split.spec,
-                      n_folds=config.cv_folds, random_state=config.seed)
+    cache = FoldCache(
+        train[FEATURE_COLUMNS],
+        train[TARGET],
+        train_test_split.spec,
+        n_folds=config.cv_folds,
+        random_state=config.seed,
+    )
     grids = None
     if config.max_candidates_per_family:
         n = config.max_candidates_per_family
         grids = {
             name: {k: [v] for k, v in param_grid(FAMILIES[name].grid)[0].items()}
-            if n == 1 else FAMILIES[name].grid
+            if n == 1
+            else FAMILIES[name].grid
             for name in config.families
         }
     candidates, leaderboard = compare_families(
@@ -53,8 +59,14 @@ def model_comparison(
     with mlflow.start_run("model_comparison", tags={"dagster_run_id": context.run_id}):
         import mlflow as mlf
 
-        mlf.log_params({"cv_folds": config.cv_folds, "selection_metric": config.selection_metric,
-                        "families": ",".join(config.families), "winner": winner["family"]})
+        mlf.log_params(
+            {
+                "cv_folds": config.cv_folds,
+                "selection_metric": config.selection_metric,
+                "families": ",".join(config.families),
+                "winner": winner["family"],
+            }
+        )
         for _, row in leaderboard.iterrows():
             mlf.log_metrics({f"{row['family']}_{m}": float(row[m]) for m in METRIC_NAMES})
         mlf.log_text(leaderboard.to_csv(index=False), "leaderboard.csv")
@@ -67,9 +79,13 @@ def model_comparison(
             "candidates_evaluated": len(candidates),
             "leaderboard": _leaderboard_markdown(leaderboard),
             "leaderboard_plot": plots.figure_to_markdown(
-                plots.bar_chart(leaderboard["family"], leaderboard[config.selection_metric],
-                                f"Cross-validated {config.selection_metric} by family",
-                                f"{config.selection_metric} % (lower is better)", winner["family"]),
+                plots.bar_chart(
+                    leaderboard["family"],
+                    leaderboard[config.selection_metric],
+                    f"Cross-validated {config.selection_metric} by family",
+                    f"{config.selection_metric} % (lower is better)",
+                    winner["family"],
+                ),
                 "family comparison",
             ),
         }
@@ -109,35 +125,63 @@ def tuned_params(
 
     family = model_comparison.winner
     train = train_test_split.train
-    cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], train_test_split.spec,
-                      n_folds=config.cv_folds, random_state=config.seed)
+    cache = FoldCache(
+        train[FEATURE_COLUMNS],
+        train[TARGET],
+        train_test_split.spec,
+        n_folds=config.cv_folds,
+        random_state=config.seed,
+    )
     run_config = {"family": family, **config.model_dump(), "spec": str(train_test_split.spec)}
     with (
-        wandb.init(name=f"tune-{family}-{context.run_id[:8]}", job_type="tuning",
-                   config=run_config) as wandb_run,
-        mlflow.start_run(f"tuned_params-{family}",
-                         tags={"dagster_run_id": context.run_id, "family": family}),
+        wandb.init(
+            name=f"tune-{family}-{context.run_id[:8]}", job_type="tuning", config=run_config
+        ) as wandb_run,
+        mlflow.start_run(
+            f"tuned_params-{family}", tags={"dagster_run_id": context.run_id, "family": family}
+        ),
     ):
         mlf.log_params({k: v for k, v in run_config.items() if v is not None})
 
         def on_trial(trial: TrialRecord) -> None:
             numbers = {f"cv_{k}": v for k, v in trial.metrics.items() if not k.endswith("_std")}
-            wandb_run.log({"trial": trial.number, "state": trial.state,
-                           "folds_run": trial.folds_run, "seconds": trial.seconds,
-                           **{f"param_{k}": v for k, v in trial.params.items()}, **numbers})
-            with mlflow.start_run(f"trial-{trial.number}", nested=True,
-                                  tags={"state": trial.state}):
+            wandb_run.log(
+                {
+                    "trial": trial.number,
+                    "state": trial.state,
+                    "folds_run": trial.folds_run,
+                    "seconds": trial.seconds,
+                    **{f"param_{k}": v for k, v in trial.params.items()},
+                    **numbers,
+                }
+            )
+            with mlflow.start_run(
+                f"trial-{trial.number}", nested=True, tags={"state": trial.state}
+            ):
                 mlf.log_params(trial.params)
                 mlf.log_metrics({**numbers, "folds_run": trial.folds_run})
 
-        result = tune(cache, family, n_trials=config.n_trials, metric=config.metric,
-                      seed=config.seed, timeout_s=config.timeout_s,
-                      start_params=model_comparison.winner_params, on_trial=on_trial,
-                      storage=config.storage,
-                      study_name=f"housing-{family}" if config.storage else None)
-        best_yaml = yaml.safe_dump({"family": family, "metric": config.metric,
-                                    "cv_value": result.best_value, "params": result.best_params},
-                                   sort_keys=False)
+        result = tune(
+            cache,
+            family,
+            n_trials=config.n_trials,
+            metric=config.metric,
+            seed=config.seed,
+            timeout_s=config.timeout_s,
+            start_params=model_comparison.winner_params,
+            on_trial=on_trial,
+            storage=config.storage,
+            study_name=f"housing-{family}" if config.storage else None,
+        )
+        best_yaml = yaml.safe_dump(
+            {
+                "family": family,
+                "metric": config.metric,
+                "cv_value": result.best_value,
+                "params": result.best_params,
+            },
+            sort_keys=False,
+        )
         mlf.log_text(best_yaml, "best_params.yaml")
         mlf.log_metrics({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
         wandb_run.summary.update({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
@@ -160,9 +204,14 @@ def tuned_params(
             "wandb_run": wandb_run.dir if hasattr(wandb_run, "dir") else "",
         }
     )
-    return TunedParams(family=family, params=result.best_params, metric=config.metric,
-                       cv_metrics=result.best_metrics, trials=trials_table,
-                       baseline_params=model_comparison.winner_params)
+    return TunedParams(
+        family=family,
+        params=result.best_params,
+        metric=config.metric,
+        cv_metrics=result.best_metrics,
+        trials=trials_table,
+        baseline_params=model_comparison.winner_params,
+    )
 
 
 def _wandb_table(frame: pd.DataFrame):

@@ -36,8 +36,10 @@ def _source_of(context: AssetExecutionContext) -> tuple[str, str]:
     if event is None or event.asset_materialization is None:
         return "unknown", "unknown"
     metadata = event.asset_materialization.metadata
-    return (str(getattr(metadata.get("source_url"), "value", "unknown")),
-            str(getattr(metadata.get("sha256"), "value", "unknown")))
+    return (
+        str(getattr(metadata.get("source_url"), "value", "unknown")),
+        str(getattr(metadata.get("sha256"), "value", "unknown")),
+    )
 
 
 @asset(group_name="modeling", compute_kind="mlflow")
@@ -53,22 +55,37 @@ def registered_model(
     as the current champion on the same test rows."""
     train, test = train_test_split.train, train_test_split.test
     family = FAMILIES[tuned_params.family]
-    pipeline = build_model_pipeline(train_test_split.spec, family.build(tuned_params.params),
-                                    scale=family.scale)
+    pipeline = build_model_pipeline(
+        train_test_split.spec, family.build(tuned_params.params), scale=family.scale
+    )
     pipeline.fit(train[FEATURE_COLUMNS], train[TARGET])
     predictions = pipeline.predict(test[FEATURE_COLUMNS])
     test_metrics = regression_metrics(test[TARGET], predictions)
     source_url, source_sha = _source_of(context)
     tags = model_tags(tuned_params.family, test_metrics, source_sha, context.run_id)
-    description = model_description(tuned_params.family, tuned_params.params,
-                                     tuned_params.cv_metrics, test_metrics,
-                                     str(train_test_split.spec), source_url, source_sha,
-                                     context.run_id)
+    description = model_description(
+        tuned_params.family,
+        tuned_params.params,
+        tuned_params.cv_metrics,
+        test_metrics,
+        str(train_test_split.spec),
+        source_url,
+        source_sha,
+        context.run_id,
+    )
     model_config = yaml.safe_dump(
-        {"family": tuned_params.family, "params": tuned_params.params,
-         "feature_spec": vars(train_test_split.spec), "tuning_metric": tuned_params.metric,
-         "features": FEATURE_COLUMNS, "target": TARGET, "target_transform": "log",
-         "data": {"source_url": source_url, "sha256": source_sha}}, sort_keys=False)
+        {
+            "family": tuned_params.family,
+            "params": tuned_params.params,
+            "feature_spec": vars(train_test_split.spec),
+            "tuning_metric": tuned_params.metric,
+            "features": FEATURE_COLUMNS,
+            "target": TARGET,
+            "target_transform": "log",
+            "data": {"source_url": source_url, "sha256": source_sha},
+        },
+        sort_keys=False,
+    )
     example = input_example(train[FEATURE_COLUMNS])
 
     client = mlflow.client()
@@ -95,12 +112,17 @@ def registered_model(
     client.set_registered_model_alias(name, CHALLENGER, version)
 
     champion_metrics = _champion_metrics(client, name, test)
-    promote, reason = promotion_decision(test_metrics, champion_metrics,
-                                         config.wmape_tolerance_pp, config.rmse_tolerance)
+    promote, reason = promotion_decision(
+        test_metrics, champion_metrics, config.wmape_tolerance_pp, config.rmse_tolerance
+    )
     if config.force_promote and not promote:
         promote, reason = True, f"forced by configuration ({reason})"
-    client.set_model_version_tag(name, version, "promotion_decision",
-                                 ("promoted: " if promote else "kept champion: ") + reason)
+    client.set_model_version_tag(
+        name,
+        version,
+        "promotion_decision",
+        ("promoted: " if promote else "kept champion: ") + reason,
+    )
     if promote:
         client.set_registered_model_alias(name, CHAMPION, version)
     aliases = client.get_model_version(name, version).aliases
@@ -116,9 +138,12 @@ def registered_model(
             **{f"test_{k}": float(v) for k, v in test_metrics.items()},
             "test_metrics": plots.markdown_table(
                 pd.DataFrame(
-                    {"metric": METRIC_NAMES,
-                     "cross_validation": [tuned_params.cv_metrics.get(m) for m in METRIC_NAMES],
-                     "test": [test_metrics[m] for m in METRIC_NAMES]})
+                    {
+                        "metric": METRIC_NAMES,
+                        "cross_validation": [tuned_params.cv_metrics.get(m) for m in METRIC_NAMES],
+                        "test": [test_metrics[m] for m in METRIC_NAMES],
+                    }
+                )
             ),
             "predicted_vs_actual": plots.figure_to_markdown(
                 plots.predicted_vs_actual(test[TARGET], predictions), "predicted vs actual"
@@ -126,10 +151,17 @@ def registered_model(
             "description": MetadataValue.md(description),
         }
     )
-    return RegisteredModel(name=name, version=version, model_uri=f"models:/{name}/{version}",
-                           run_id=run.info.run_id, family=tuned_params.family,
-                           params=tuned_params.params, test_metrics=test_metrics,
-                           cv_metrics=tuned_params.cv_metrics, aliases=list(aliases))
+    return RegisteredModel(
+        name=name,
+        version=version,
+        model_uri=f"models:/{name}/{version}",
+        run_id=run.info.run_id,
+        family=tuned_params.family,
+        params=tuned_params.params,
+        test_metrics=test_metrics,
+        cv_metrics=tuned_params.cv_metrics,
+        aliases=list(aliases),
+    )
 
 
 def _champion_metrics(client, name: str, test) -> dict[str, float] | None:

@@ -64,7 +64,9 @@ class ClusterSimilarity(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        return rbf_kernel(np.asarray(X, dtype=float), self.kmeans_.cluster_centers_, gamma=self.gamma)
+        return rbf_kernel(
+            np.asarray(X, dtype=float), self.kmeans_.cluster_centers_, gamma=self.gamma
+        )
 
     def predict(self, X):
         return self.kmeans_.predict(np.asarray(X, dtype=float))
@@ -128,4 +130,6 @@ class NeighborPriceEncoder(TransformerMixin, BaseEstimator):
         return np.column_stack([prices.mean(axis=1), np.median(prices, axis=1), prices.std(axis=1)])
 
     def get_feature_names_out(self, input_features=None):
-        return np.array(["neighbor_log_price_mean", "neighbor_log_price_median", "neighbor_log_price_std"])
+        return np.array(
+            ["neighbor_log_price_mean", "neighbor_log_price_median", "neighbor_log_price_std"]
+        )

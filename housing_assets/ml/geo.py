@@ -21,8 +21,14 @@ from housing_assets.ml.cv import FoldCache, cv_metrics
 from housing_assets.ml.features import GEO_COLUMNS
 from housing_assets.ml.pipeline import FeatureSpec
 
-PROBE_MODEL_PARAMS = dict(n_estimators=300, learning_rate=0.1, num_leaves=63,
-                          colsample_bytree=0.5, verbose=-1, random_state=42)
+PROBE_MODEL_PARAMS = dict(
+    n_estimators=300,
+    learning_rate=0.1,
+    num_leaves=63,
+    colsample_bytree=0.5,
+    verbose=-1,
+    random_state=42,
+)
 
 
 def select_n_clusters(

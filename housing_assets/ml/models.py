@@ -33,8 +33,15 @@ class ModelFamily:
 
 
 def _lightgbm(n_jobs: int = 2, **params) -> LGBMRegressor:
-    defaults = dict(n_estimators=600, learning_rate=0.05, num_leaves=63, subsample=0.8,
-                    subsample_freq=1, colsample_bytree=0.5, min_child_samples=10)
+    defaults = dict(
+        n_estimators=600,
+        learning_rate=0.05,
+        num_leaves=63,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.5,
+        min_child_samples=10,
+    )
     return LGBMRegressor(**{**defaults, **params}, n_jobs=n_jobs, random_state=42, verbose=-1)
 
 
@@ -46,18 +53,46 @@ def _forest(n_jobs: int = 2, **params) -> RandomForestRegressor:
 FAMILIES: dict[str, ModelFamily] = {
     family.name: family
     for family in [
-        ModelFamily("linear", "Ridge regression on scaled, log-transformed features",
-                    lambda **p: Ridge(**p), {"alpha": [0.1, 1.0, 10.0]}, True, False),
-        ModelFamily("tree", "A single CART regression tree",
-                    lambda **p: DecisionTreeRegressor(random_state=42, **p),
-                    {"max_depth": [8, 14], "min_samples_leaf": [5, 20]}, False, False),
-        ModelFamily("knn", "k-nearest neighbours on scaled features",
-                    lambda **p: KNeighborsRegressor(weights="distance", **p),
-                    {"n_neighbors": [5, 10, 20]}, True, False),
-        ModelFamily("forest", "Random forest (bootstrap half-samples)", _forest,
-                    {"max_features": [0.3, 0.6]}, False, True),
-        ModelFamily("boosting", "LightGBM gradient boosting", _lightgbm,
-                    {"num_leaves": [31, 63], "learning_rate": [0.05, 0.1]}, False, True),
+        ModelFamily(
+            "linear",
+            "Ridge regression on scaled, log-transformed features",
+            lambda **p: Ridge(**p),
+            {"alpha": [0.1, 1.0, 10.0]},
+            True,
+            False,
+        ),
+        ModelFamily(
+            "tree",
+            "A single CART regression tree",
+            lambda **p: DecisionTreeRegressor(random_state=42, **p),
+            {"max_depth": [8, 14], "min_samples_leaf": [5, 20]},
+            False,
+            False,
+        ),
+        ModelFamily(
+            "knn",
+            "k-nearest neighbours on scaled features",
+            lambda **p: KNeighborsRegressor(weights="distance", **p),
+            {"n_neighbors": [5, 10, 20]},
+            True,
+            False,
+        ),
+        ModelFamily(
+            "forest",
+            "Random forest (bootstrap half-samples)",
+            _forest,
+            {"max_features": [0.3, 0.6]},
+            False,
+            True,
+        ),
+        ModelFamily(
+            "boosting",
+            "LightGBM gradient boosting",
+            _lightgbm,
+            {"num_leaves": [31, 63], "learning_rate": [0.05, 0.1]},
+            False,
+            True,
+        ),
     ]
 }
 
@@ -70,8 +105,12 @@ def param_grid(grid: dict[str, list]) -> list[dict[str, Any]]:
 def _evaluate(family: ModelFamily, params: dict, cache: FoldCache, n_jobs: int) -> dict:
     start = time.perf_counter()
     metrics = cv_metrics(family.build(params, n_jobs), cache.folds(family.scale))
-    return {"family": family.name, "params": params, **metrics,
-            "fit_seconds": time.perf_counter() - start}
+    return {
+        "family": family.name,
+        "params": params,
+        **metrics,
+        "fit_seconds": time.perf_counter() - start,
+    }
 
 
 def compare_families(

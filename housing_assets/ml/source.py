@@ -86,6 +86,7 @@ def _read_http(url: str, timeout_s: float) -> bytes:
 
 def read_gcs_bytes(url: str) -> bytes:
     from google.api_core import exceptions as gexc
+
     from housing_assets.gcs import split_gs_url, storage_client
 
     bucket_name, blob_name = split_gs_url(url)

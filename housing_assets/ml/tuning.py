@@ -6,7 +6,6 @@ the intermediate value, so Hyperband stops unpromising trials after one or two f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +94,9 @@ def tune(
     study = optuna.create_study(
         direction=direction,
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, n_trials)),
-        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=len(folds),
-                                              reduction_factor=3),
+        pruner=optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=len(folds), reduction_factor=3
+        ),
         storage=storage,
         study_name=study_name,
         load_if_exists=storage is not None,

@@ -6,8 +6,8 @@ import os
 
 from housing_assets import settings
 from housing_assets.resources.io_managers import GCSDatasetIOManager, LocalDatasetIOManager
-from housing_assets.resources.tracking import MlflowTracking, WandbTracking
 from housing_assets.resources.source import HousingSource
+from housing_assets.resources.tracking import MlflowTracking, WandbTracking
 
 
 def build_resources() -> dict:

@@ -104,7 +104,9 @@ class DatasetIOManager(ConfigurableIOManager):
         manifest = json.loads(self._read(location, MANIFEST))
         kind = manifest["kind"]
         if kind == "dataframe":
-            return _frame_from_parquet(self._read(location, "data.parquet"), f"{location}/data.parquet")
+            return _frame_from_parquet(
+                self._read(location, "data.parquet"), f"{location}/data.parquet"
+            )
         value = pickle.loads(self._read(location, "object.pkl"))
         if kind == "dataclass":
             frames = {

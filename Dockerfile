@@ -1,0 +1,28 @@
+# One image for the Dagster webserver, the daemon and this code location.
+#   webserver:     dagster-webserver -h 0.0.0.0 -p 3000 -w workspace.yaml
+#   daemon:        dagster-daemon run -w workspace.yaml
+#   code location: dagster code-server start -h 0.0.0.0 -p 4000 -m housing_assets.definitions (default)
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    DAGSTER_HOME=/opt/dagster/home \
+    HOUSING_DATA_DIR=/opt/dagster/data
+
+# LightGBM needs the OpenMP runtime.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/dagster/app
+COPY pyproject.toml README.md ./
+COPY housing_assets ./housing_assets
+RUN pip install "uv==0.13.8" && uv pip install --system --no-cache .
+
+COPY workspace.yaml dagster.yaml ./
+COPY configs ./configs
+RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR" && cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+
+EXPOSE 3000 4000
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "housing_assets.definitions"]

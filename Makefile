@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:  `make run` (main job)  and  `make test` (test suite).
+# Both set up .venv first (uv, pinned dependencies) and are quick the second time.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export MLFLOW_DISABLE_TELEMETRY ?= true
+
+.PHONY: setup run smoke dev test lint home clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
+	$(PYTHON) -m uv venv --seed --allow-existing -q -p $(PYTHON) $(VENV)
+	$(PYTHON) -m uv pip install -q -p $(BIN)/python -e ".[test]"
+	@touch $@
+
+home:
+	@mkdir -p "$(DAGSTER_HOME)"
+	@cp -n dagster.yaml "$(DAGSTER_HOME)/dagster.yaml" 2>/dev/null || true
+
+## Materialize all seven assets with the default configuration.
+run: setup home
+	$(BIN)/dagster job execute -m housing_assets.definitions -j housing_pipeline_job
+
+## The same with the quick configuration (configs/smoke.yaml).
+smoke: setup home
+	$(BIN)/dagster job execute -m housing_assets.definitions -j housing_smoke_job
+
+## The Dagster UI and daemon (sensors) on http://127.0.0.1:3000
+dev: setup home
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+## The test suite (unit tests, then end-to-end tests on the real data).
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check housing_assets housing_assets_tests
+
+clean:
+	rm -rf $(VENV) .dagster_home data wandb

@@ -1,0 +1,168 @@
+"""Unit tests of the ML functions on small synthetic data."""
+
+import numpy as np
+import pytest
+
+from housing_assets.ml.cv import FoldCache
+from housing_assets.ml.features import ClusterSimilarity, NeighborPriceEncoder, RatioFeatures
+from housing_assets.ml.geo import select_n_clusters
+from housing_assets.ml.imputation import ScaledKNNImputer, masked_reconstruction
+from housing_assets.ml.models import FAMILIES, compare_families
+from housing_assets.ml.pipeline import FeatureSpec, build_model_pipeline
+from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
+from housing_assets.ml.tuning import tune
+
+
+def test_masked_reconstruction_ranks_a_model_above_the_median(synthetic_housing):
+    numeric = synthetic_housing[NUMERIC_FEATURES]
+    result = masked_reconstruction(
+        numeric, ["median", "mean", "knn", "iterative"], ["total_bedrooms"], mask_fraction=0.2
+    )
+    table = result.table.set_index("strategy")
+    # total_bedrooms is 0.2 x total_rooms plus noise: a model must do far better than a constant.
+    assert result.best_strategy in {"iterative", "knn"}
+    assert table.loc["iterative", "rmse"] < 0.3 * table.loc["median", "rmse"]
+    assert result.masked_cells == int(0.2 * numeric["total_bedrooms"].notna().sum())
+    assert list(result.table["rmse"]) == sorted(result.table["rmse"])
+
+
+def test_scaled_knn_imputer_fills_from_similar_rows():
+    X = np.array([[1.0, 100.0], [1.1, 110.0], [9.0, 900.0], [9.1, np.nan]])
+    filled = ScaledKNNImputer(n_neighbors=1).fit_transform(X)
+    assert filled[3, 1] == pytest.approx(900.0)
+    assert not np.isnan(filled).any()
+
+
+def test_ratio_features():
+    row = np.array([[-120.0, 35.0, 20.0, 600.0, 120.0, 300.0, 100.0, 5.0]])
+    out = RatioFeatures().fit_transform(row)
+    assert out.shape == (1, 14)
+    np.testing.assert_allclose(out[0, 8:12], [6.0, 0.2, 3.0, 5.0 / 3.0])
+
+
+def test_cluster_similarity_is_one_at_a_centre():
+    coords = np.array([[34.0, -118.0]] * 10 + [[38.0, -122.0]] * 10)
+    sim = ClusterSimilarity(n_clusters=2, gamma=1.0).fit(coords)
+    out = sim.transform(coords)
+    assert out.shape == (20, 2)
+    assert np.allclose(out.max(axis=1), 1.0)
+
+
+def test_neighbor_price_encoder_never_sees_a_rows_own_price():
+    coords = np.column_stack([np.arange(10.0), np.zeros(10)])
+    prices = np.full(10, 100.0)
+    prices[4] = 1e6  # a row whose own price would dominate if it leaked
+    enc = NeighborPriceEncoder(n_neighbors=2)
+    encoded = enc.fit_transform(coords, prices)
+    assert encoded[4, 0] == pytest.approx(np.log(100.0))
+    assert encoded[3, 0] > np.log(100.0)  # row 4 is a neighbour of row 3
+    # At transform time (new rows) the nearest training rows are used, row 4 included.
+    assert enc.transform(np.array([[4.0, 0.0]]))[0, 0] > np.log(100.0)
+
+
+def test_pipeline_handles_nan_and_unseen_category(synthetic_housing):
+    spec = FeatureSpec("iterative", n_clusters=4)
+    pipe = build_model_pipeline(spec, FAMILIES["boosting"].build({"n_estimators": 50}))
+    pipe.fit(synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET])
+    rows = synthetic_housing[FEATURE_COLUMNS].head(3).copy()
+    rows.loc[rows.index[0], "total_bedrooms"] = np.nan
+    rows.loc[rows.index[1], "ocean_proximity"] = "ON THE MOON"
+    predictions = pipe.predict(rows)
+    assert predictions.shape == (3,)
+    assert np.all(np.isfinite(predictions)) and np.all(predictions > 0)
+
+
+def test_fold_cache_matches_refitting_the_whole_pipeline(synthetic_housing):
+    X, y = synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET]
+    spec = FeatureSpec("median", n_clusters=3)
+    cache = FoldCache(X, y, spec, n_folds=2)
+    train_idx, valid_idx = cache.splits()[0]
+    fold = cache.folds()[0]
+    pipe = build_model_pipeline(spec, FAMILIES["linear"].build({"alpha": 1.0}))
+    pipe.fit(X.iloc[train_idx], y.iloc[train_idx])
+    expected = pipe["preprocess"].transform(X.iloc[valid_idx])
+    np.testing.assert_allclose(fold.X_valid, expected)
+
+
+def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
+    cache = FoldCache(
+        synthetic_housing[FEATURE_COLUMNS],
+        synthetic_housing[TARGET],
+        FeatureSpec("median", n_clusters=3),
+        n_folds=2,
+    )
+    grids = {
+        "linear": {"alpha": [1.0]},
+        "tree": {"max_depth": [2, 6]},
+        "boosting": {"n_estimators": [60]},
+    }
+    candidates, leaderboard = compare_families(cache, list(grids), "wmape", grids=grids)
+    assert len(candidates) == 4
+    assert list(leaderboard["family"]).count("tree") == 1
+    assert list(leaderboard["wmape"]) == sorted(leaderboard["wmape"])
+    # The price is linear in income here: a depth-2 tree cannot beat the linear model.
+    wmape = leaderboard.set_index("family")["wmape"]
+    assert wmape["linear"] < candidates.query("family == 'tree'")["wmape"].max()
+
+
+def test_tune_records_every_trial_and_stays_in_the_space(synthetic_housing):
+    cache = FoldCache(
+        synthetic_housing[FEATURE_COLUMNS],
+        synthetic_housing[TARGET],
+        FeatureSpec("median", n_clusters=3),
+        n_folds=3,
+    )
+    seen = []
+    result = tune(
+        cache,
+        "tree",
+        n_trials=8,
+        metric="rmse",
+        on_trial=seen.append,
+        start_params={"max_depth": 5, "min_samples_leaf": 3},
+    )
+    assert len(seen) == 8 == len(result.trials)
+    assert seen[0].params == {"max_depth": 5, "min_samples_leaf": 3}
+    assert 4 <= result.best_params["max_depth"] <= 24
+    complete = result.trials[result.trials["state"] == "COMPLETE"]
+    assert result.best_value == pytest.approx(complete["value"].min())
+    assert set(result.trials["folds_run"]) <= {1, 2, 3}
+
+
+def test_select_n_clusters_does_not_collapse_to_two(synthetic_housing):
+    frame = synthetic_housing
+    k, table = select_n_clusters(
+        frame[FEATURE_COLUMNS],
+        frame[TARGET],
+        FeatureSpec("median", n_clusters=2),
+        [2, 4, 8],
+        n_folds=2,
+    )
+    assert k in {2, 4, 8}
+    assert table["chosen"].sum() == 1
+    assert {"cv_wmape", "inertia", "silhouette_sampled"} <= set(table.columns)
+    assert table["inertia"].is_monotonic_decreasing
+    best = table["cv_wmape"].min()
+    se = table.loc[table["cv_wmape"].idxmin(), "cv_wmape_se"]
+    assert table.loc[table["k"] == k, "cv_wmape"].iloc[0] <= best + se + 1e-12
+
+
+def test_unknown_names_fail_clearly():
+    from housing_assets.ml.imputation import make_imputer
+
+    with pytest.raises(ValueError, match="unknown imputation strategy 'magic'"):
+        make_imputer("magic")
+
+
+def test_imputation_ties_go_to_the_fastest_strategy(synthetic_housing):
+    numeric = synthetic_housing[NUMERIC_FEATURES]
+    strict = masked_reconstruction(
+        numeric, ["median", "iterative"], ["total_bedrooms"], rmse_tolerance=0.0
+    )
+    assert strict.best_strategy == "iterative"
+    # With an absurd tolerance every strategy ties, and the cheapest (a median) wins.
+    loose = masked_reconstruction(
+        numeric, ["median", "iterative"], ["total_bedrooms"], rmse_tolerance=100.0
+    )
+    assert loose.best_strategy == "median"
+    assert loose.table["chosen"].sum() == 1
