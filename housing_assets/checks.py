@@ -2,7 +2,7 @@
 
 import numpy as np
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, MetadataValue, asset_check
 
 from housing_assets.assets import (
     geo_features,
@@ -12,8 +12,10 @@ from housing_assets.assets import (
     train_test_split,
 )
 from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing, RegisteredModel
-from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES
-from housing_assets.ml.split import income_category
+from housing_assets.ml.batches import BASE_BATCH, BATCH_COLUMN
+from housing_assets.ml.drift import drift_table
+from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, RAW_COLUMNS
+from housing_assets.ml.split import contract_split, income_category, train_index
 
 # Reference anchors on the contract split (shared/data/README.md).
 BLOG_PIPELINE_TEST_RMSE = 53_277.0
@@ -55,6 +57,36 @@ def raw_housing_is_complete_enough(raw_housing: pd.DataFrame) -> AssetCheckResul
     )
 
 
+@asset_check(asset=raw_housing)
+def batch_drift(raw_housing: pd.DataFrame) -> AssetCheckResult:
+    """Each landing batch against the base training rows: PSI per numeric feature and the
+    ocean_proximity shares; warns when any PSI exceeds 0.2."""
+    batches = [b for b in raw_housing[BATCH_COLUMN].unique() if b != BASE_BATCH]
+    if not batches:
+        return AssetCheckResult(passed=True, metadata={"batches": 0})
+    train = raw_housing.loc[train_index(raw_housing)]
+    reference = train[train[BATCH_COLUMN] == BASE_BATCH]
+    tables = [
+        drift_table(reference, raw_housing[raw_housing[BATCH_COLUMN] == b]).assign(batch=b)
+        for b in batches
+    ]
+    table = pd.concat(tables, ignore_index=True)[["batch", "feature", "psi", "drifted", "detail"]]
+    drifted = table[table["drifted"]]
+    return AssetCheckResult(
+        passed=drifted.empty,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "batches": len(batches),
+            "max_psi": float(table["psi"].max()),
+            "drifted_features": ", ".join(f"{r.batch}:{r.feature}" for r in drifted.itertuples())
+            or "none",
+            "psi_table": MetadataValue.md(
+                table.fillna("").to_markdown(index=False, floatfmt=".3f")
+            ),
+        },
+    )
+
+
 @asset_check(asset=geo_features)
 def geo_clusters_are_usable(geo_features: GeoFeatures) -> AssetCheckResult:
     """More than two clusters, none empty, and the chosen K was among the candidates."""
@@ -68,17 +100,24 @@ def geo_clusters_are_usable(geo_features: GeoFeatures) -> AssetCheckResult:
 
 @asset_check(asset=train_test_split, blocking=True)
 def split_matches_contract(train_test_split: HousingSplit) -> AssetCheckResult:
-    """20 % test rows, disjoint sides, and income-category shares equal within 0.5 points."""
+    """The base rows are split exactly as the contract says (same test rows), the two sides are
+    disjoint, and income-category shares of train and test agree within 0.5 points."""
     train, test = train_test_split.train, train_test_split.test
-    n = len(train) + len(test)
+    both = pd.concat([train, test])
+    base = both[both[BATCH_COLUMN] == BASE_BATCH].sort_index() if BATCH_COLUMN in both else both
+    _, expected_test = contract_split(base[RAW_COLUMNS])
+    base_test = test.index.intersection(base.index)
+    same_test_rows = set(base_test) == set(expected_test.index)
     shares_train = income_category(train["median_income"]).value_counts(normalize=True)
     shares_test = income_category(test["median_income"]).value_counts(normalize=True)
     gap = float((shares_train - shares_test).abs().max() * 100)
     overlap = len(train.index.intersection(test.index))
     return AssetCheckResult(
-        passed=bool(abs(len(test) / n - 0.2) < 0.001 and overlap == 0 and gap <= 0.5),
+        passed=bool(same_test_rows and overlap == 0 and gap <= 0.5),
         metadata={
-            "test_fraction": len(test) / n,
+            "test_fraction": len(test) / len(both),
+            "base_test_rows": len(base_test),
+            "base_test_rows_match_contract": same_test_rows,
             "overlapping_rows": overlap,
             "max_income_share_gap_pp": gap,
         },
@@ -134,6 +173,7 @@ def champion_serves_raw_rows(
 
 PIPELINE_CHECKS = [
     raw_housing_is_complete_enough,
+    batch_drift,
     imputation_rmse,
     geo_clusters_are_usable,
     split_matches_contract,

@@ -16,3 +16,10 @@ housing_smoke_job = define_asset_job(
     config=SMOKE_RUN_CONFIG,
     description="All seven assets with a quick configuration (few trials, small grids).",
 )
+
+retrain_job = define_asset_job(
+    "retrain_job",
+    selection=AssetSelection.keys("raw_housing").downstream(),
+    description="Started by new_batch_sensor: raw_housing (base + accepted batches) and "
+    "everything downstream.",
+)

@@ -1,47 +1,21 @@
 """The CLI users run: a full smoke materialization, then `--select tuned_params+` alone, which
 reads its upstream inputs back from storage."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from housing_assets_tests.conftest import REPO_ROOT
+from housing_assets_tests.conftest import materialize_cli
 
 pytestmark = pytest.mark.e2e
-DAGSTER = str(Path(sys.executable).parent / "dagster")
-
-
-def _materialize(selection: str, env: dict) -> subprocess.CompletedProcess:
-    import os
-
-    return subprocess.run(
-        [
-            DAGSTER,
-            "asset",
-            "materialize",
-            "-m",
-            "housing_assets.definitions",
-            "--select",
-            selection,
-            "-c",
-            str(REPO_ROOT / "configs" / "smoke.yaml"),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_cli_full_then_tuned_params_plus(isolated_env):
-    first = _materialize("*", isolated_env)
+    first = materialize_cli("*", isolated_env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "RUN_SUCCESS" in first.stderr
 
-    second = _materialize("tuned_params+", isolated_env)
+    second = materialize_cli("tuned_params+", isolated_env)
     assert second.returncode == 0, second.stderr[-3000:]
     log = second.stderr
     assert 'Started execution of step "tuned_params"' in log

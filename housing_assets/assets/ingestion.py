@@ -7,25 +7,29 @@ from housing_assets.resources.source import HousingSource
 
 @asset(group_name="data", compute_kind="pandas")
 def raw_housing(context: AssetExecutionContext, housing_source: HousingSource) -> pd.DataFrame:
-    """The raw California Housing rows, downloaded from HOUSING_SOURCE_URL and validated.
+    """The raw California Housing rows: the base dataset from HOUSING_SOURCE_URL plus every
+    accepted landing batch, validated, exact duplicates removed, each row tagged with its batch.
 
     A malformed source fails the step with a message naming the file and the problem; the last
     good materialization stays in place.
     """
-    fetched, frame, report = housing_source.load()
-    missing = pd.DataFrame(
-        {"column": list(report.missing), "missing": list(report.missing.values())}
-    )
+    loaded = housing_source.load()
+    frame = loaded.frame
+    missing = frame.isna().sum().rename_axis("column").reset_index(name="missing")
     context.add_output_metadata(
         {
-            "rows": report.rows,
+            "rows": len(frame),
             "columns": len(frame.columns),
-            "source_url": fetched.url,
-            "sha256": fetched.sha256,
-            "size_bytes": fetched.size_bytes,
+            "source_url": loaded.base.url,
+            "sha256": loaded.base.sha256,
+            "size_bytes": loaded.base.size_bytes,
+            "batches": len(loaded.lineage) - 1,
+            "lineage": markdown_table(loaded.lineage),
             "missing_values": int(missing["missing"].sum()),
             "missing_by_column": markdown_table(missing[missing["missing"] > 0]),
-            "ocean_proximity": MetadataValue.json(report.categories),
+            "ocean_proximity": MetadataValue.json(
+                {str(k): int(v) for k, v in frame["ocean_proximity"].value_counts().items()}
+            ),
             "summary": MetadataValue.md(frame.describe().T.round(2).to_markdown()),
             "preview": MetadataValue.md(frame.head(5).to_markdown(index=False)),
         }

@@ -111,7 +111,8 @@ def registered_model(
         client.set_model_version_tag(name, version, key, value)
     client.set_registered_model_alias(name, CHALLENGER, version)
 
-    champion_metrics = _champion_metrics(client, name, test)
+    previous = _champion_version(client, name)
+    champion_metrics = _champion_metrics(client, name, test) if previous else None
     promote, reason = promotion_decision(
         test_metrics, champion_metrics, config.wmape_tolerance_pp, config.rmse_tolerance
     )
@@ -124,6 +125,8 @@ def registered_model(
         ("promoted: " if promote else "kept champion: ") + reason,
     )
     if promote:
+        if previous:
+            client.set_model_version_tag(name, version, "previous_champion", previous)
         client.set_registered_model_alias(name, CHAMPION, version)
     aliases = client.get_model_version(name, version).aliases
 
@@ -164,11 +167,14 @@ def registered_model(
     )
 
 
-def _champion_metrics(client, name: str, test) -> dict[str, float] | None:
-    """The current champion's metrics on the same test rows, or None if there is no champion."""
+def _champion_version(client, name: str) -> str | None:
     try:
-        client.get_model_version_by_alias(name, CHAMPION)
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
+
+
+def _champion_metrics(client, name: str, test) -> dict[str, float]:
+    """The current champion's metrics on the same test rows as the challenger."""
     champion = mlf.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     return regression_metrics(test[TARGET], champion.predict(test[FEATURE_COLUMNS]))

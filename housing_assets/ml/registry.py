@@ -106,3 +106,45 @@ def promotion_decision(
         f"(tolerance +{rmse_tolerance:.0%})"
     )
     return wmape_ok and rmse_ok, verdict
+
+
+class RollbackError(RuntimeError):
+    pass
+
+
+def rollback_champion(
+    client, name: str, reason: str, who: str, to_version: str | None = None
+) -> tuple[str, str]:
+    """Point ``champion`` back to ``to_version`` (default: the version that was champion before
+    the current one) and record who, when and why on both versions. Returns (from, to)."""
+    from datetime import UTC, datetime
+
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        raise RollbackError(f"model '{name}' has no '{CHAMPION}' alias to roll back") from exc
+    target = to_version or current.tags.get("previous_champion")
+    if not target:
+        raise RollbackError(
+            f"{name} v{current.version} records no previous champion; name a version with --to"
+        )
+    try:
+        client.get_model_version(name, str(target))
+    except MlflowException as exc:
+        raise RollbackError(f"{name} has no version {target}") from exc
+    if str(target) == str(current.version):
+        raise RollbackError(f"{name} v{target} is already the champion")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    client.set_registered_model_alias(name, CHAMPION, str(target))
+    for key, value in {
+        "rolled_back_at": now,
+        "rolled_back_by": who,
+        "rollback_reason": reason,
+        "rolled_back_from": str(current.version),
+    }.items():
+        client.set_model_version_tag(name, str(target), key, value)
+    for key, value in {"demoted_at": now, "demoted_by": who, "demotion_reason": reason}.items():
+        client.set_model_version_tag(name, str(current.version), key, value)
+    return str(current.version), str(target)

@@ -48,7 +48,7 @@ def fetch(url: str, *, retries: int = 3, timeout_s: float = 30.0) -> FetchedSour
     if scheme in ("http", "https"):
         return FetchedSource(url, _with_retries(url, retries, lambda: _read_http(url, timeout_s)))
     if scheme == "gs":
-        return FetchedSource(url, _with_retries(url, retries, lambda: read_gcs_bytes(url)))
+        return FetchedSource(url, read_gcs_bytes(url))  # retried inside, bounded
     if scheme == "file":
         path = Path(unquote(parsed.path))
     elif scheme == "" or len(scheme) == 1:  # plain path (a one-letter scheme is a Windows drive)
@@ -85,16 +85,12 @@ def _read_http(url: str, timeout_s: float) -> bytes:
 
 
 def read_gcs_bytes(url: str) -> bytes:
-    from google.api_core import exceptions as gexc
+    from housing_assets.gcs import GCSError, read_bytes
 
-    from housing_assets.gcs import split_gs_url, storage_client
-
-    bucket_name, blob_name = split_gs_url(url)
-    client = storage_client()
     try:
-        return client.bucket(bucket_name).blob(blob_name).download_as_bytes()
-    except gexc.NotFound as exc:
-        raise SourceError(f"{url}: no such object in bucket '{bucket_name}'") from exc
+        return read_bytes(url)
+    except GCSError as exc:  # already retried inside; say it once, with the location
+        raise SourceError(str(exc)) from exc
 
 
 def parse_payload(payload: bytes, name: str) -> pd.DataFrame:

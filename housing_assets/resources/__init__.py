@@ -23,7 +23,9 @@ def build_resources() -> dict:
         io_manager = LocalDatasetIOManager(base_dir=str(settings.data_dir() / "assets"))
     return {
         "io_manager": io_manager,
-        "housing_source": HousingSource(url=settings.source_url()),
+        "housing_source": HousingSource(
+            url=settings.source_url(), landing_url=settings.landing_url()
+        ),
         "mlflow": MlflowTracking(
             tracking_uri=settings.mlflow_tracking_uri(),
             artifact_location=settings.mlflow_artifact_location(),

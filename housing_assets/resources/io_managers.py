@@ -143,33 +143,54 @@ class LocalDatasetIOManager(DatasetIOManager):
 
 
 class GCSDatasetIOManager(DatasetIOManager):
-    """Assets as objects under ``gs://bucket/prefix/<asset key>/`` in Google Cloud Storage."""
+    """Assets as objects under ``gs://bucket/prefix/<asset key>/`` in Google Cloud Storage.
+
+    The bucket is checked when a run starts, so a missing bucket or missing credentials fail
+    the run before any step executes. Calls retry with backoff for at most ``retry_deadline_s``.
+    """
 
     bucket: str
     prefix: str = "housing_assets"
     project: str | None = None
-    timeout_s: float = 60.0
+    retry_deadline_s: float = 60.0
     _client: Any = PrivateAttr(default=None)
 
-    def _bucket(self):
+    def setup_for_execution(self, context) -> None:
+        from housing_assets.gcs import ensure_bucket, storage_client
+
+        self._client = storage_client(self.project)
+        ensure_bucket(self._client, self.bucket, self.retry_deadline_s)
+
+    def _gcs_client(self):
         from housing_assets.gcs import storage_client
 
         if self._client is None:
             self._client = storage_client(self.project)
-        return self._client.bucket(self.bucket)
+        return self._client
 
     def _location(self, key_path: list[str]) -> str:
         return "/".join([f"gs://{self.bucket}", *filter(None, self.prefix.split("/")), *key_path])
 
-    def _blob(self, location: str, name: str):
-        key = location[len(f"gs://{self.bucket}/") :]
-        return self._bucket().blob(f"{key}/{name}")
-
     def _write(self, location: str, name: str, data: bytes) -> None:
-        self._blob(location, name).upload_from_string(data, timeout=self.timeout_s)
+        from housing_assets.gcs import write_bytes
+
+        write_bytes(f"{location}/{name}", data, self.retry_deadline_s, self._gcs_client())
 
     def _read(self, location: str, name: str) -> bytes:
-        return self._blob(location, name).download_as_bytes(timeout=self.timeout_s)
+        from housing_assets.gcs import read_bytes
+
+        return read_bytes(f"{location}/{name}", self.retry_deadline_s, self._gcs_client())
 
     def _exists(self, location: str, name: str) -> bool:
-        return self._blob(location, name).exists(timeout=self.timeout_s)
+        from housing_assets.gcs import call, retry_policy, split_gs_url
+
+        bucket, key = split_gs_url(f"{location}/{name}")
+        blob = self._gcs_client().bucket(bucket).blob(key)
+        return call(
+            "checking the object",
+            f"{location}/{name}",
+            lambda: blob.exists(
+                retry=retry_policy(self.retry_deadline_s), timeout=self.retry_deadline_s
+            ),
+            self.retry_deadline_s,
+        )

@@ -1,0 +1,88 @@
+"""Smoke configuration on local disk vs on a GCS bucket (local GCS server), measured in one run.
+
+    .venv/bin/python benchmarks/storage_backends.py [--repeats 2] [--out benchmarks/results]
+
+Each repeat runs the smoke job once per backend (alternating, fresh Dagster home, data folder
+and bucket each time) as a user would: `dagster job execute` in a new process. Writes
+storage_backends.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = next((p / "shared" / "data" / "housing.tgz" for p in REPO.parents
+                if (p / "shared" / "data" / "housing.tgz").is_file()), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_smoke(extra_env: dict[str, str]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp, "home")
+        home.mkdir()
+        shutil.copy(REPO / "dagster.yaml", home)
+        env = {**os.environ, "DAGSTER_HOME": str(home), "HOUSING_DATA_DIR": str(Path(tmp, "data")),
+               "HOUSING_SOURCE_URL": os.environ.get("HOUSING_SOURCE_URL", str(DATASET)),
+               "WANDB_MODE": "offline", **extra_env}
+        start = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m",
+                        "housing_assets.definitions", "-j", "housing_smoke_job"],
+                       cwd=REPO, env=env, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPO))
+    from gcp_storage_emulator.server import create_server
+
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ["STORAGE_EMULATOR_HOST"] = endpoint
+    from housing_assets.gcs import storage_client
+
+    times: dict[str, list[float]] = {"local": [], "gcs": []}
+    try:
+        for i in range(args.repeats):
+            times["local"].append(run_smoke({}))
+            bucket = f"bench-{i}-{port}"
+            storage_client().create_bucket(bucket)
+            times["gcs"].append(run_smoke({"HOUSING_GCS_BUCKET": bucket,
+                                           "HOUSING_MLFLOW_ARTIFACTS": f"gs://{bucket}/mlflow"}))
+    finally:
+        server.stop()
+    result = {backend: {"runs_s": t, "median_s": statistics.median(t)} for backend, t in times.items()}
+    result["ratio_gcs_over_local"] = result["gcs"]["median_s"] / result["local"]["median_s"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "storage_backends.json").write_text(json.dumps(result, indent=2))
+    print("| backend | runs (s) | median (s) |\n|---|---|---|")
+    for backend in ("local", "gcs"):
+        runs = ", ".join(f"{t:.1f}" for t in times[backend])
+        print(f"| {backend} | {runs} | {result[backend]['median_s']:.1f} |")
+    print(f"\nGCS / local = {result['ratio_gcs_over_local']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The retraining sensor: new landing batches -> validate -> accept or quarantine -> one run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
+
+from housing_assets.jobs import retrain_job
+from housing_assets.landing import ACCEPTED, QUARANTINE, open_landing
+from housing_assets.ml.schema import DataValidationError, validate_raw
+from housing_assets.ml.source import parse_payload
+from housing_assets.resources.source import HousingSource
+
+CURSOR_MEMORY = 5000  # sha256s of processed batches kept in the cursor
+
+
+def _interval_s() -> int:
+    return int(os.environ.get("HOUSING_SENSOR_INTERVAL_S", "30"))
+
+
+def retrain_run_config() -> dict:
+    """Run config for sensor-triggered runs: HOUSING_RETRAIN_CONFIG names a YAML file (for
+    example configs/smoke.yaml); unset means the defaults."""
+    path = os.environ.get("HOUSING_RETRAIN_CONFIG")
+    return yaml.safe_load(Path(path).read_text()) if path else {}
+
+
+@sensor(
+    job=retrain_job,
+    minimum_interval_seconds=_interval_s(),
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Validates each new batch in the landing zone; accepted batches trigger one "
+    "retraining run of raw_housing and everything downstream, bad ones are quarantined.",
+)
+def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSource):
+    if not housing_source.landing_url:
+        return SkipReason("no landing zone configured (HOUSING_LANDING_URL)")
+    landing = open_landing(housing_source.landing_url)
+    processed: list[str] = json.loads(context.cursor or "[]")
+    seen = set(processed)
+    accepted: list[tuple[str, str]] = []
+    for name in landing.incoming():
+        batch = landing.read(name)
+        if batch.sha256 in seen:
+            where = landing.move(
+                batch,
+                QUARANTINE,
+                reason=f"{name}: identical to a batch already processed "
+                f"(sha256 {batch.sha256}); nothing new to train on\n",
+            )
+            context.log.warning(f"{name}: duplicate of a processed batch, moved to {where}")
+            continue
+        try:
+            validate_raw(parse_payload(batch.payload, name), name)
+        except DataValidationError as exc:
+            where = landing.move(batch, QUARANTINE, reason=f"{exc}\n")
+            context.log.warning(f"quarantined {name} as {QUARANTINE}/{where}: {exc}")
+        else:
+            where = landing.move(batch, ACCEPTED)
+            accepted.append((where, batch.sha256))
+            context.log.info(f"accepted {name} as {ACCEPTED}/{where}")
+        processed.append(batch.sha256)
+        seen.add(batch.sha256)
+    context.update_cursor(json.dumps(processed[-CURSOR_MEMORY:]))
+    if not accepted:
+        return SkipReason("no new valid batch")
+    return RunRequest(
+        run_key="batches-" + "-".join(sha[:12] for _, sha in accepted),
+        run_config=retrain_run_config(),
+        tags={"housing/batches": ",".join(name for name, _ in accepted)},
+    )

@@ -1,0 +1,125 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from housing_assets.landing import ACCEPTED, QUARANTINE, LocalLanding, open_landing
+from housing_assets.ml.batches import combine_batches
+from housing_assets.ml.drift import drift_table, psi
+from housing_assets.ml.registry import promotion_decision
+from housing_assets.ml.split import contract_split, split_train_test
+from housing_assets_tests.conftest import make_synthetic_housing
+
+
+def test_combine_batches_removes_exact_duplicates_and_records_lineage():
+    base = make_synthetic_housing(50, seed=1)
+    new = make_synthetic_housing(10, seed=2)
+    batch = pd.concat([new, base.head(3)], ignore_index=True)  # 3 rows repeat the base
+    combined, lineage = combine_batches(base, [("b1.csv", batch), ("b2.csv", new.head(4))])
+    assert len(combined) == 60
+    assert list(combined["batch"].unique()) == ["base", "b1.csv"]
+    by_batch = lineage.set_index("batch")
+    assert by_batch.loc["b1.csv", ["rows", "duplicates_removed", "rows_added"]].tolist() == [
+        13,
+        3,
+        10,
+    ]
+    assert by_batch.loc["b2.csv", "rows_added"] == 0
+    pd.testing.assert_frame_equal(combined.head(50).drop(columns="batch"), base)
+
+
+def test_split_keeps_base_test_rows_and_batch_rows_stable(raw_frame):
+    base_only, _ = combine_batches(raw_frame, [])
+    grown, _ = combine_batches(raw_frame, [("b.csv", make_synthetic_housing(500, seed=3))])
+    _, test_before = split_train_test(base_only)
+    train_after, test_after = split_train_test(grown)
+    _, contract_test = contract_split(raw_frame)
+    assert set(test_before.index) == set(contract_test.index)
+    assert set(test_after.index[test_after["batch"] == "base"]) == set(contract_test.index)
+    batch_test = test_after[test_after["batch"] == "b.csv"]
+    assert 60 <= len(batch_test) <= 140  # about one in five of 500
+    # The same batch rows land on the same side when more data arrives later.
+    grown2, _ = combine_batches(
+        raw_frame,
+        [
+            ("b.csv", make_synthetic_housing(500, seed=3)),
+            ("c.csv", make_synthetic_housing(100, seed=4)),
+        ],
+    )
+    _, test2 = split_train_test(grown2)
+    assert set(test2.index[test2["batch"] == "b.csv"]) == set(batch_test.index)
+    assert not set(train_after.index) & set(test_after.index)
+
+
+def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift():
+    rng = np.random.default_rng(0)
+    ref = pd.Series(rng.normal(0, 1, 5000))
+    assert psi(ref, pd.Series(rng.normal(0, 1, 2000))) < 0.05
+    assert psi(ref, pd.Series(rng.normal(1.0, 1, 2000))) > 0.2
+
+
+def test_drift_table_flags_the_shifted_feature_and_category_mix():
+    ref = make_synthetic_housing(3000, seed=5)
+    cur = make_synthetic_housing(800, seed=6)
+    cur["median_income"] = cur["median_income"] * 2.5
+    cur["ocean_proximity"] = "INLAND"
+    table = drift_table(ref, cur).set_index("feature")
+    assert table.loc["median_income", "drifted"]
+    assert not table.loc["households", "drifted"]
+    assert table.loc["ocean_proximity", "drifted"]
+    assert "INLAND" in table.loc["ocean_proximity", "detail"]
+
+
+def test_local_landing_moves_without_losing_anything(tmp_path):
+    landing = open_landing(str(tmp_path))
+    assert isinstance(landing, LocalLanding)
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    (tmp_path / "notes.txt").write_text("not a batch")
+    assert landing.incoming() == ["a.csv"]
+    batch = landing.read("a.csv")
+    assert landing.move(batch, QUARANTINE, reason="bad\n") == "a.csv"
+    assert (tmp_path / QUARANTINE / "a.csv.reason.txt").read_text() == "bad\n"
+    # The same name again, different content: both kept.
+    (tmp_path / "a.csv").write_text("x\n2\n")
+    second = landing.move(landing.read("a.csv"), QUARANTINE, reason="bad again\n")
+    assert second.startswith("a-") and second.endswith(".csv")
+    assert sorted(p.name for p in (tmp_path / QUARANTINE).iterdir()) == sorted(
+        ["a.csv", "a.csv.reason.txt", second, f"{second}.reason.txt"]
+    )
+    assert landing.incoming() == [] and landing.accepted() == []
+    (tmp_path / "b.csv.gz").write_bytes(b"zz")
+    landing.move(landing.read("b.csv.gz"), ACCEPTED)
+    assert [b.name for b in landing.accepted()] == ["b.csv.gz"]
+
+
+def test_gcs_landing_lists_only_the_top_level(gcs_bucket):
+    from housing_assets.gcs import list_keys, storage_client
+
+    bucket = storage_client().bucket(gcs_bucket)
+    bucket.blob("land/new.csv").upload_from_string(b"x\n1\n")
+    bucket.blob("land/accepted/old.csv").upload_from_string(b"x\n0\n")
+    landing = open_landing(f"gs://{gcs_bucket}/land")
+    assert landing.incoming() == ["new.csv"]
+    landing.move(landing.read("new.csv"), QUARANTINE, reason="why\n")
+    keys = sorted(list_keys(f"gs://{gcs_bucket}/land/"))
+    assert keys == [
+        "land/accepted/old.csv",
+        "land/quarantine/new.csv",
+        "land/quarantine/new.csv.reason.txt",
+    ]
+    assert [b.name for b in landing.accepted()] == ["old.csv"]
+
+
+@pytest.mark.parametrize(
+    ("new", "champion", "promote"),
+    [
+        ({"wmape": 11.0, "rmse": 40_000}, None, True),
+        ({"wmape": 11.0, "rmse": 40_000}, {"wmape": 11.5, "rmse": 41_000}, True),
+        ({"wmape": 11.05, "rmse": 40_300}, {"wmape": 11.0, "rmse": 40_000}, True),  # within tol.
+        ({"wmape": 11.3, "rmse": 40_000}, {"wmape": 11.0, "rmse": 40_000}, False),
+        ({"wmape": 11.0, "rmse": 41_000}, {"wmape": 11.0, "rmse": 40_000}, False),
+    ],
+)
+def test_promotion_gate(new, champion, promote):
+    decided, reason = promotion_decision(new, champion)
+    assert decided is promote
+    assert reason

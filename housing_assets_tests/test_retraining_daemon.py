@@ -1,0 +1,158 @@
+"""Sensor-driven retraining with a real dagster-daemon on a temporary DAGSTER_HOME."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from housing_assets_tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+def _wait_for(predicate, timeout_s: float, what: str, proc=None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the daemon exited ({proc.returncode}) while waiting for {what}")
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _batch(raw_frame, seed: int, n: int = 150):
+    """New, plausible rows: real rows with a small jitter (so they are not duplicates)."""
+    rng = np.random.default_rng(seed)
+    rows = raw_frame.dropna().sample(n, random_state=seed).reset_index(drop=True)
+    rows["housing_median_age"] = (rows["housing_median_age"] + rng.integers(0, 2, n)).clip(1, 52)
+    rows["median_income"] = (rows["median_income"] * rng.uniform(0.98, 1.02, n)).round(4)
+    return rows
+
+
+def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_frame, tmp_path):
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from mlflow import MlflowClient
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    env = {
+        **os.environ,
+        **isolated_env,
+        "HOUSING_LANDING_URL": str(landing),
+        "HOUSING_SENSOR_INTERVAL_S": "3",
+        "HOUSING_RETRAIN_CONFIG": str(REPO_ROOT / "configs" / "smoke.yaml"),
+    }
+
+    # A champion to start from.
+    first = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "housing_assets.definitions",
+            "-j",
+            "housing_smoke_job",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    tracking = f"sqlite:///{Path(isolated_env['HOUSING_DATA_DIR']) / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking, tracking)
+
+    def versions() -> list[int]:
+        return sorted(
+            int(v.version) for v in client.search_model_versions("name='housing_price_model'")
+        )
+
+    def champion() -> str:
+        return str(client.get_model_version_by_alias("housing_price_model", "champion").version)
+
+    assert versions() == [1] and champion() == "1"
+
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "daemon.log", "w"),  # noqa: SIM115 (lives as long as the daemon)
+        start_new_session=True,
+    )
+    instance = DagsterInstance.get()
+    try:
+
+        def sensor_runs():
+            return instance.get_runs(RunsFilter(job_name="retrain_job"))
+
+        def finished(n):
+            runs = sensor_runs()
+            done = [r for r in runs if r.is_finished]
+            return runs if len(runs) >= n and len(done) == len(runs) else None
+
+        # 1. A good batch: one run, a new model version.
+        _batch(raw_frame, 1).to_csv(landing / "batch-001.csv", index=False)
+        runs = _wait_for(lambda: finished(1), 420, "the first retraining run", daemon)
+        assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS], _log(tmp_path)
+        assert runs[0].tags["housing/batches"] == "batch-001.csv"
+        assert versions() == [1, 2]
+        assert (landing / "accepted" / "batch-001.csv").is_file()
+        decision = client.get_model_version("housing_price_model", "2").tags["promotion_decision"]
+        assert decision.startswith(("promoted", "kept champion"))
+        champion_before = champion()
+
+        # 2. A malformed batch: quarantined with its reason, no run, champion untouched.
+        bad = _batch(raw_frame, 2)
+        bad["median_income"] = bad["median_income"].astype(str)
+        bad.loc[3, "median_income"] = "about 4k"
+        bad.to_csv(landing / "batch-002.csv", index=False)
+        _wait_for(
+            lambda: (landing / "quarantine" / "batch-002.csv.reason.txt").is_file(),
+            60,
+            "the quarantine",
+            daemon,
+        )
+        reason = (landing / "quarantine" / "batch-002.csv.reason.txt").read_text()
+        assert "batch-002.csv: column 'median_income' must be numeric" in reason
+        time.sleep(8)  # a few more sensor ticks
+        assert len(sensor_runs()) == 1 and champion() == champion_before
+
+        # 3. Three batches at once: each processed exactly once.
+        for i in (3, 4, 5):
+            _batch(raw_frame, i).to_csv(landing / f"batch-00{i}.csv", index=False)
+        _wait_for(
+            lambda: len(list((landing / "accepted").iterdir())) == 4,
+            60,
+            "the three batches to be accepted",
+            daemon,
+        )
+        runs = _wait_for(lambda: finished(2), 420, "the second retraining run", daemon)
+        assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), _log(tmp_path)
+        time.sleep(8)
+        runs = sensor_runs()
+        tagged = [name for r in runs for name in r.tags["housing/batches"].split(",")]
+        assert sorted(tagged) == [
+            "batch-001.csv",
+            "batch-003.csv",
+            "batch-004.csv",
+            "batch-005.csv",
+        ]
+        assert len(versions()) == 1 + len(runs)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+
+
+def _log(tmp_path) -> str:
+    return (tmp_path / "daemon.log").read_text()[-3000:]

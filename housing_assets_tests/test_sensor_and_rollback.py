@@ -1,0 +1,127 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
+
+from housing_assets.resources.source import HousingSource
+from housing_assets.sensors import new_batch_sensor
+
+
+def _evaluate(landing, cursor=None):
+    context = build_sensor_context(
+        instance=DagsterInstance.ephemeral(),
+        cursor=cursor,
+        resources={"housing_source": HousingSource(url="unused", landing_url=str(landing))},
+    )
+    return new_batch_sensor(context), context.cursor
+
+
+def test_sensor_accepts_quarantines_and_never_repeats(tmp_path, raw_frame):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    raw_frame.iloc[:40].to_csv(landing / "2026-01-a.csv", index=False)
+    raw_frame.iloc[40:80].to_csv(landing / "2026-01-b.csv.gz", index=False, compression="gzip")
+    raw_frame.iloc[80:90].drop(columns=["population"]).to_csv(landing / "bad.csv", index=False)
+    (landing / "corrupt.tgz").write_bytes(b"not an archive")
+
+    result, cursor = _evaluate(landing)
+    assert isinstance(result, RunRequest)
+    assert result.tags["housing/batches"] == "2026-01-a.csv,2026-01-b.csv.gz"
+    assert result.run_key.startswith("batches-") and result.run_key.count("-") == 2
+    assert sorted(p.name for p in (landing / "accepted").iterdir()) == [
+        "2026-01-a.csv",
+        "2026-01-b.csv.gz",
+    ]
+    reason = (landing / "quarantine" / "bad.csv.reason.txt").read_text()
+    assert "bad.csv: missing columns ['population']" in reason
+    assert "corrupt archive" in (landing / "quarantine" / "corrupt.tgz.reason.txt").read_text()
+    assert [p.name for p in landing.iterdir() if p.is_file()] == []
+    assert len(json.loads(cursor)) == 4
+
+    # Nothing new: skip. The same content dropped again: quarantined as a duplicate, no run.
+    again, cursor2 = _evaluate(landing, cursor)
+    assert isinstance(again, SkipReason)
+    raw_frame.iloc[:40].to_csv(landing / "copy-of-a.csv", index=False)
+    dup, _ = _evaluate(landing, cursor2)
+    assert isinstance(dup, SkipReason)
+    assert (
+        "identical to a batch already processed"
+        in (landing / "quarantine" / "copy-of-a.csv.reason.txt").read_text()
+    )
+
+
+def test_raw_housing_source_reads_base_plus_accepted_batches(tmp_path, housing_tgz, raw_frame):
+    accepted = tmp_path / "landing" / "accepted"
+    accepted.mkdir(parents=True)
+    new_rows = raw_frame.iloc[:30].assign(median_house_value=123_456.0)
+    pd.concat([new_rows, raw_frame.iloc[30:35]]).to_csv(accepted / "b1.csv", index=False)
+    loaded = HousingSource(url=str(housing_tgz), landing_url=str(tmp_path / "landing")).load()
+    assert len(loaded.frame) == 20_640 + 30
+    lineage = loaded.lineage.set_index("batch")
+    assert lineage.loc["b1.csv", "duplicates_removed"] == 5
+    assert len(lineage.loc["b1.csv", "sha256"]) == 64
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A real MLflow sqlite registry with three versions of a tiny model; v3 is champion and
+    records v2 as the champion before it."""
+    import mlflow
+    from mlflow import MlflowClient
+    from sklearn.dummy import DummyRegressor
+
+    monkeypatch.setenv("HOUSING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from housing_assets import settings
+
+    uri = settings.mlflow_tracking_uri()
+    (tmp_path / "data" / "mlflow").mkdir(parents=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
+    X = pd.DataFrame({"x": [1.0, 2.0]})
+    for value in (100.0, 200.0, 300.0):
+        with mlflow.start_run(experiment_id=exp):
+            model = DummyRegressor(strategy="constant", constant=value).fit(X, [0, 0])
+            mlflow.sklearn.log_model(
+                model,
+                name="m",
+                registered_model_name="housing_price_model",
+                pip_requirements=["scikit-learn"],
+                serialization_format="cloudpickle",
+            )
+    client = MlflowClient(uri, uri)
+    client.set_registered_model_alias("housing_price_model", "champion", "3")
+    client.set_model_version_tag("housing_price_model", "3", "previous_champion", "2")
+    return client, X
+
+
+def _serving(X):
+    import mlflow
+
+    return float(
+        np.asarray(mlflow.pyfunc.load_model("models:/housing_price_model@champion").predict(X))[0]
+    )
+
+
+def test_rollback_to_previous_then_to_a_named_version(registry, capsys):
+    from housing_assets.rollback import main
+
+    client, X = registry
+    assert _serving(X) == 300.0
+    assert main(["--reason", "bad predictions in the north", "--who", "alice"]) == 0
+    assert "champion v3 -> v2" in capsys.readouterr().out
+    assert _serving(X) == 200.0  # serving follows the alias at once
+    v2 = client.get_model_version("housing_price_model", "2")
+    assert v2.tags["rolled_back_by"] == "alice"
+    assert v2.tags["rollback_reason"] == "bad predictions in the north"
+    assert v2.tags["rolled_back_from"] == "3" and v2.tags["rolled_back_at"]
+    assert client.get_model_version("housing_price_model", "3").tags["demoted_by"] == "alice"
+
+    assert main(["--to", "1", "--reason", "audit"]) == 0
+    assert _serving(X) == 100.0
+    assert main(["--to", "9", "--reason", "x"]) == 2
+    assert "has no version 9" in capsys.readouterr().err
+    assert main(["--reason", "no history"]) == 2  # v1 records no previous champion
