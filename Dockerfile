@@ -18,10 +18,11 @@ RUN apt-get update \
 WORKDIR /opt/dagster/app
 COPY pyproject.toml README.md ./
 COPY housing_assets ./housing_assets
-RUN pip install "uv==0.13.8" && uv pip install --system --no-cache .
+RUN pip install "uv==0.13.8" && uv pip install --system --no-cache ".[deploy]"
 
 COPY workspace.yaml dagster.yaml ./
 COPY configs ./configs
+COPY deploy ./deploy
 RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR" && cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
 EXPOSE 3000 4000

@@ -166,3 +166,29 @@ def test_imputation_ties_go_to_the_fastest_strategy(synthetic_housing):
     )
     assert loose.best_strategy == "median"
     assert loose.table["chosen"].sum() == 1
+
+
+def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path):
+    cache = FoldCache(
+        synthetic_housing[FEATURE_COLUMNS],
+        synthetic_housing[TARGET],
+        FeatureSpec("median", n_clusters=3),
+        n_folds=2,
+    )
+    seen = []
+    # Forest trials take long enough (~0.5 s) for the worker process to start and join.
+    result = tune(
+        cache,
+        "forest",
+        n_trials=12,
+        metric="rmse",
+        on_trial=seen.append,
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        study_name="shared",
+        n_workers=2,
+    )
+    finished = result.trials[result.trials["state"].isin(["COMPLETE", "PRUNED"])]
+    assert 12 <= len(finished) <= 13  # a worker may finish one in-flight trial past the limit
+    pids = {t.user_attrs["worker_pid"] for t in result.study.trials}
+    assert len(pids) == 2  # this process and one worker process both ran trials
+    assert sorted(r.number for r in seen) == sorted(finished["number"])  # every trial reported

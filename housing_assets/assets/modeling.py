@@ -2,7 +2,7 @@ import pandas as pd
 import yaml
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
 
-from housing_assets import plots
+from housing_assets import plots, settings
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
 from housing_assets.ml.cv import FoldCache
 from housing_assets.ml.metrics import METRIC_NAMES
@@ -106,7 +106,9 @@ class TuningConfig(Config):
     metric: str = "wmape"
     seed: int = 42
     timeout_s: float | None = None
-    # Optuna RDB storage shared by several workers (e.g. sqlite:///study.db or postgresql://...).
+    # Trial processes sharing one study. More than one needs an Optuna RDB storage: `storage`,
+    # or by default a sqlite file in the data folder (PostgreSQL for workers on other machines).
+    n_workers: int = 1
     storage: str | None = None
 
 
@@ -132,6 +134,11 @@ def tuned_params(
         n_folds=config.cv_folds,
         random_state=config.seed,
     )
+    storage = config.storage
+    if config.n_workers > 1 and storage is None:
+        (settings.data_dir() / "optuna").mkdir(parents=True, exist_ok=True)
+        storage = f"sqlite:///{settings.data_dir() / 'optuna' / 'studies.db'}"
+    study_name = f"housing-{family}-{context.run_id[:8]}" if storage else None
     run_config = {"family": family, **config.model_dump(), "spec": str(train_test_split.spec)}
     with (
         wandb.init(
@@ -170,8 +177,9 @@ def tuned_params(
             timeout_s=config.timeout_s,
             start_params=model_comparison.winner_params,
             on_trial=on_trial,
-            storage=config.storage,
-            study_name=f"housing-{family}" if config.storage else None,
+            storage=storage,
+            study_name=study_name,
+            n_workers=config.n_workers,
         )
         best_yaml = yaml.safe_dump(
             {
@@ -198,6 +206,8 @@ def tuned_params(
             "trials": len(result.trials),
             "trials_complete": int(states.get("COMPLETE", 0)),
             "trials_pruned": int(states.get("PRUNED", 0)),
+            "workers": config.n_workers,
+            "optuna_study": f"{study_name} in {storage}" if storage else "in memory",
             "history": plots.figure_to_markdown(
                 plots.optimisation_history(result.trials, config.metric), "optimisation history"
             ),

@@ -18,16 +18,27 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
 
 class ScaledKNNImputer(TransformerMixin, BaseEstimator):
-    """KNN imputation on standardised columns, returned on the original scale."""
+    """KNN imputation on standardised columns, returned on the original scale.
 
-    def __init__(self, n_neighbors: int = 5):
+    Donors are at most ``max_fit_rows`` training rows (a random sample beyond that), so that
+    filling a gap costs a bounded number of distances however large the data grows.
+    """
+
+    def __init__(self, n_neighbors: int = 5, max_fit_rows: int = 20_000, random_state: int = 0):
         self.n_neighbors = n_neighbors
+        self.max_fit_rows = max_fit_rows
+        self.random_state = random_state
 
     def fit(self, X, y=None):
         X = np.asarray(X, dtype=float)
         self.mean_ = np.nanmean(X, axis=0)
         self.scale_ = np.nanstd(X, axis=0)
         self.scale_[self.scale_ == 0] = 1.0
+        if len(X) > self.max_fit_rows:
+            rows = np.random.default_rng(self.random_state).choice(
+                len(X), self.max_fit_rows, replace=False
+            )
+            X = X[rows]
         self.imputer_ = KNNImputer(n_neighbors=self.n_neighbors).fit((X - self.mean_) / self.scale_)
         self.n_features_in_ = X.shape[1]
         return self

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from lightgbm import LGBMRegressor
@@ -30,6 +31,31 @@ class ModelFamily:
 
     def build(self, params: dict[str, Any], n_jobs: int = 2):
         return self.make(**params, n_jobs=n_jobs) if self.threads_inside else self.make(**params)
+
+
+class SampledKNeighborsRegressor(KNeighborsRegressor):
+    """k-NN on at most ``max_fit_rows`` training rows (a random sample beyond that).
+
+    In ~40 dimensions neighbour search is brute force, so prediction costs
+    rows x training rows: the cap keeps it linear in the data size. 20,000 rows cover this
+    dataset whole; larger data is sampled.
+    """
+
+    def __init__(
+        self, n_neighbors=5, *, weights="distance", p=2, max_fit_rows=20_000, random_state=0
+    ):
+        super().__init__(n_neighbors=n_neighbors, weights=weights, p=p)
+        self.max_fit_rows = max_fit_rows
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        X, y = np.asarray(X), np.asarray(y)
+        if len(X) > self.max_fit_rows:
+            rows = np.random.default_rng(self.random_state).choice(
+                len(X), self.max_fit_rows, replace=False
+            )
+            X, y = X[rows], y[rows]
+        return super().fit(X, y)
 
 
 def _lightgbm(n_jobs: int = 2, **params) -> LGBMRegressor:
@@ -72,7 +98,7 @@ FAMILIES: dict[str, ModelFamily] = {
         ModelFamily(
             "knn",
             "k-nearest neighbours on scaled features",
-            lambda **p: KNeighborsRegressor(weights="distance", **p),
+            lambda **p: SampledKNeighborsRegressor(**p),
             {"n_neighbors": [5, 10, 20]},
             True,
             False,

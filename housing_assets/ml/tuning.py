@@ -6,14 +6,25 @@ the intermediate value, so Hyperband stops unpromising trials after one or two f
 
 from __future__ import annotations
 
+import argparse
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
 
-from housing_assets.ml.cv import FoldCache, iter_fold_metrics, summarize
+from housing_assets.ml.cv import Fold, FoldCache, iter_fold_metrics, summarize
 from housing_assets.ml.metrics import GREATER_IS_BETTER
 from housing_assets.ml.models import FAMILIES
 
@@ -69,6 +80,68 @@ class TuningResult:
     study: optuna.Study
 
 
+@dataclass
+class SearchJob:
+    """Everything a process needs to run trials of one study (picklable for worker processes)."""
+
+    folds: list[Fold]
+    family: str
+    metric: str = "wmape"
+    seed: int = 42
+    n_jobs: int = 2
+    n_startup_trials: int = 10
+
+    def direction(self) -> str:
+        return "maximize" if GREATER_IS_BETTER[self.metric] else "minimize"
+
+    def load_study(self, storage, study_name: str | None, worker: int = 0) -> optuna.Study:
+        return optuna.create_study(
+            direction=self.direction(),
+            sampler=optuna.samplers.TPESampler(
+                seed=self.seed + worker, n_startup_trials=self.n_startup_trials
+            ),
+            pruner=optuna.pruners.HyperbandPruner(
+                min_resource=1, max_resource=len(self.folds), reduction_factor=3
+            ),
+            storage=storage,
+            study_name=study_name,
+            load_if_exists=storage is not None,
+        )
+
+    def objective(self, trial: optuna.Trial) -> float:
+        family = FAMILIES[self.family]
+        params = SEARCH_SPACES[self.family](trial)
+        trial.set_user_attr("worker_pid", os.getpid())
+        fold_metrics = []
+        model = family.build(params, self.n_jobs)
+        for step, metrics in enumerate(iter_fold_metrics(model, self.folds)):
+            fold_metrics.append(metrics)
+            running = sum(m[self.metric] for m in fold_metrics) / len(fold_metrics)
+            trial.report(running, step)
+            if trial.should_prune():
+                trial.set_user_attr("metrics", summarize(fold_metrics))
+                raise optuna.TrialPruned()
+        summary = summarize(fold_metrics)
+        trial.set_user_attr("metrics", summary)
+        return summary[self.metric]
+
+    def optimize(
+        self, study: optuna.Study, n_trials: int, timeout_s: float | None = None, callbacks=()
+    ) -> None:
+        """Run trials until the *study* holds ``n_trials`` finished ones (shared with workers)."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        limit = MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if _finished(study) >= n_trials:
+            return
+        study.optimize(
+            self.objective, n_trials=n_trials, timeout=timeout_s, callbacks=[limit, *callbacks]
+        )
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
 def tune(
     cache: FoldCache,
     family_name: str,
@@ -81,49 +154,42 @@ def tune(
     on_trial: Callable[[TrialRecord], None] | None = None,
     storage: str | None = None,
     study_name: str | None = None,
+    n_workers: int = 1,
 ) -> TuningResult:
     """Search ``family_name``'s space on the cached folds; ``on_trial`` sees every finished trial.
 
     ``start_params`` (e.g. the comparison's grid winner) is enqueued as the first trial; any
-    parameter it does not name is sampled as usual.
+    parameter it does not name is sampled as usual. With ``n_workers`` > 1 the study lives in
+    ``storage`` (an Optuna RDB URL) and ``n_workers - 1`` extra processes
+    (``python -m housing_assets.ml.tuning``) run trials of the same study beside this one, the
+    ``n_jobs`` threads shared out between them. Workers on other machines can join the same
+    study through a shared PostgreSQL storage (see the README).
     """
-    family = FAMILIES[family_name]
-    space = SEARCH_SPACES[family_name]
-    folds = cache.folds(family.scale)
-    direction = "maximize" if GREATER_IS_BETTER[metric] else "minimize"
-    study = optuna.create_study(
-        direction=direction,
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, n_trials)),
-        pruner=optuna.pruners.HyperbandPruner(
-            min_resource=1, max_resource=len(folds), reduction_factor=3
-        ),
-        storage=storage,
-        study_name=study_name,
-        load_if_exists=storage is not None,
+    if n_workers > 1 and storage is None:
+        raise ValueError("several tuning workers need a shared Optuna storage (storage=...)")
+    job = SearchJob(
+        cache.folds(FAMILIES[family_name].scale),
+        family_name,
+        metric,
+        seed,
+        n_jobs=max(1, n_jobs // n_workers),
+        n_startup_trials=min(10, n_trials),
     )
+    study = job.load_study(storage, study_name)
     if start_params:
         study.enqueue_trial(start_params, skip_if_exists=True)
+    reported: set[int] = set()
 
-    def objective(trial: optuna.Trial) -> float:
-        params = space(trial)
-        fold_metrics = []
-        for step, metrics in enumerate(iter_fold_metrics(family.build(params, n_jobs), folds)):
-            fold_metrics.append(metrics)
-            running = sum(m[metric] for m in fold_metrics) / len(fold_metrics)
-            trial.report(running, step)
-            if trial.should_prune():
-                trial.set_user_attr("metrics", summarize(fold_metrics))
-                raise optuna.TrialPruned()
-        summary = summarize(fold_metrics)
-        trial.set_user_attr("metrics", summary)
-        return summary[metric]
-
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if on_trial is not None:
+    def report(trial: optuna.trial.FrozenTrial) -> None:
+        if on_trial is not None and trial.number not in reported:
+            reported.add(trial.number)
             on_trial(_record(trial))
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, callbacks=[callback])
+    with _worker_processes(job, storage, study.study_name, n_trials, timeout_s, n_workers - 1):
+        job.optimize(study, n_trials, timeout_s, callbacks=[lambda s, t: report(t)])
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    for trial in sorted(finished, key=lambda t: t.number):  # trials the workers ran
+        report(trial)
     trials = pd.DataFrame([_record(t).__dict__ for t in study.trials])
     best = study.best_trial
     return TuningResult(
@@ -135,6 +201,75 @@ def tune(
         trials=trials,
         study=study,
     )
+
+
+@contextmanager
+def _worker_processes(
+    job: SearchJob, storage, study_name: str, n_trials: int, timeout_s: float | None, count: int
+):
+    """Start ``count`` worker processes on the same study; wait for them on exit."""
+    if count <= 0:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="housing-tuning-") as tmp:
+        payload = Path(tmp, "job.pkl")
+        payload.write_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+        command = [
+            sys.executable,
+            "-m",
+            "housing_assets.ml.tuning",
+            "--job",
+            str(payload),
+            "--storage",
+            str(storage),
+            "--study",
+            study_name,
+            "--n-trials",
+            str(n_trials),
+        ]
+        if timeout_s:
+            command += ["--timeout-s", str(timeout_s)]
+        workers = [
+            subprocess.Popen([*command, "--worker", str(i + 1), "--ready", f"{tmp}/ready-{i + 1}"])
+            for i in range(count)
+        ]
+        try:
+            _wait_until_ready(workers, [Path(tmp, f"ready-{i + 1}") for i in range(count)])
+            yield
+        finally:
+            codes = [w.wait() for w in workers]
+        if any(codes):
+            raise RuntimeError(f"tuning worker(s) failed with exit codes {codes}")
+
+
+def _wait_until_ready(
+    workers: list[subprocess.Popen], markers: list[Path], timeout_s: float = 120.0
+) -> None:
+    """Start trials together: wait until every worker has imported and joined the study."""
+    deadline = time.monotonic() + timeout_s
+    while not all(m.exists() for m in markers):
+        failed = [w.returncode for w in workers if w.poll() not in (None, 0)]
+        if failed or time.monotonic() > deadline:
+            raise RuntimeError(f"tuning workers did not start (exit codes {failed})")
+        time.sleep(0.1)
+
+
+def worker_main(argv: list[str] | None = None) -> None:
+    """A tuning worker: joins a study in shared storage and runs trials until it is full."""
+    parser = argparse.ArgumentParser(description=worker_main.__doc__)
+    parser.add_argument("--job", required=True, help="pickled SearchJob (folds, family, metric)")
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--n-trials", type=int, required=True)
+    parser.add_argument("--timeout-s", type=float)
+    parser.add_argument("--worker", type=int, default=1, help="seeds the sampler differently")
+    parser.add_argument("--ready", help="file to create once the study is joined")
+    args = parser.parse_args(argv)
+    job: SearchJob = pickle.loads(Path(args.job).read_bytes())
+    study = job.load_study(args.storage, args.study, worker=args.worker)
+    if args.ready:
+        Path(args.ready).touch()
+    job.optimize(study, args.n_trials, args.timeout_s)
 
 
 def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -152,3 +287,7 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         folds_run=len(trial.intermediate_values),
         seconds=seconds,
     )
+
+
+if __name__ == "__main__":
+    worker_main()

@@ -1,0 +1,166 @@
+"""The pipeline's ML work in one plain Python process, without Dagster, MLflow or W&B.
+
+Calls the same library functions as the assets, step by step, and reports wall time and peak
+resident memory per step. Used by benchmarks/run.py for the orchestration-overhead ratio and
+for the scaling runs; usable on its own:
+
+    .venv/bin/python benchmarks/bare_pipeline.py --config smoke --scale 2 --out /tmp/bare.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = {
+    "imputation": {"strategies": ["median", "knn", "iterative"]},
+    "geo": {"k_grid": [5, 20], "cv_folds": 2},
+    "comparison": {"cv_folds": 2, "max_candidates_per_family": 1},
+    "tuning": {"n_trials": 4, "cv_folds": 2},
+}
+DEFAULT = {
+    "imputation": {"strategies": ["median", "mean", "knn", "iterative", "iterative_forest"]},
+    "geo": {"k_grid": [5, 10, 20, 30, 45, 60], "cv_folds": 3},
+    "comparison": {"cv_folds": 3, "max_candidates_per_family": None},
+    "tuning": {"n_trials": 50, "cv_folds": 3},
+}
+
+
+class RssSampler:
+    """Peak resident memory of this process, sampled every 20 ms."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.02)
+
+    def reset(self):
+        self.peak = self.rss()
+
+
+def resample(raw: pd.DataFrame, factor: float, seed: int = 0) -> pd.DataFrame:
+    """``factor`` x the rows, drawn with replacement, with a small jitter so rows differ."""
+    if factor == 1:
+        return raw
+    rng = np.random.default_rng(seed)
+    rows = raw.sample(int(len(raw) * factor), replace=True, random_state=seed).reset_index(drop=True)
+    n = len(rows)
+    for column in ["total_rooms", "total_bedrooms", "population", "households"]:
+        rows[column] = (rows[column] * rng.uniform(0.97, 1.03, n)).round()
+    rows["median_income"] = (rows["median_income"] * rng.uniform(0.99, 1.01, n)).clip(0.5, 15.0001)
+    rows["longitude"] += rng.normal(0, 0.005, n)
+    rows["latitude"] += rng.normal(0, 0.005, n)
+    return rows
+
+
+def run(raw: pd.DataFrame, cfg: dict) -> list[dict]:
+    from housing_assets.ml.cv import FoldCache
+    from housing_assets.ml.features import GEO_COLUMNS, ClusterSimilarity, cluster_feature_frame
+    from housing_assets.ml.geo import select_n_clusters
+    from housing_assets.ml.imputation import fit_imputer, impute_frame, masked_reconstruction
+    from housing_assets.ml.metrics import regression_metrics
+    from housing_assets.ml.models import FAMILIES, compare_families, param_grid
+    from housing_assets.ml.pipeline import FeatureSpec, build_model_pipeline
+    from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
+    from housing_assets.ml.split import split_train_test, train_index
+    from housing_assets.ml.tuning import tune
+
+    sampler = RssSampler()
+    steps: list[dict] = []
+
+    @contextmanager
+    def step(name: str):
+        sampler.reset()
+        start = time.perf_counter()
+        yield
+        steps.append({"step": name, "rows": len(raw), "seconds": time.perf_counter() - start,
+                      "peak_rss_mb": sampler.peak / 2**20})
+
+    with step("imputed_housing"):
+        train_numeric = raw.loc[train_index(raw), NUMERIC_FEATURES]
+        comparison = masked_reconstruction(train_numeric, cfg["imputation"]["strategies"],
+                                           ["total_bedrooms"])
+        imputer = fit_imputer(comparison.best_strategy, train_numeric)
+        imputed = impute_frame(raw, NUMERIC_FEATURES, imputer)
+    with step("geo_features"):
+        train = imputed.loc[train_index(imputed)]
+        base = FeatureSpec(comparison.best_strategy, n_clusters=5)
+        k, _ = select_n_clusters(train[FEATURE_COLUMNS], train[TARGET], base,
+                                 cfg["geo"]["k_grid"], n_folds=cfg["geo"]["cv_folds"])
+        spec = FeatureSpec(comparison.best_strategy, n_clusters=k)
+        similarity = ClusterSimilarity(k).fit(train[GEO_COLUMNS])
+        imputed.join(cluster_feature_frame(imputed, similarity))
+    with step("train_test_split"):
+        train, test = split_train_test(raw)
+    with step("model_comparison"):
+        cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], spec,
+                          n_folds=cfg["comparison"]["cv_folds"])
+        grids = None
+        if cfg["comparison"]["max_candidates_per_family"] == 1:
+            grids = {n: {k_: [v] for k_, v in param_grid(f.grid)[0].items()}
+                     for n, f in FAMILIES.items()}
+        _, leaderboard = compare_families(cache, list(FAMILIES), "wmape", grids=grids)
+        winner = leaderboard.iloc[0]
+    with step("tuned_params"):
+        cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], spec,
+                          n_folds=cfg["tuning"]["cv_folds"])
+        result = tune(cache, winner["family"], n_trials=cfg["tuning"]["n_trials"],
+                      start_params=dict(winner["params"]))
+    with step("registered_model"):
+        family = FAMILIES[result.family]
+        pipeline = build_model_pipeline(spec, family.build(result.best_params), scale=family.scale)
+        pipeline.fit(train[FEATURE_COLUMNS], train[TARGET])
+        metrics = regression_metrics(test[TARGET], pipeline.predict(test[FEATURE_COLUMNS]))
+    steps.append({"step": "result", "family": result.family, "k": k,
+                  "imputation": comparison.best_strategy, "test_metrics": metrics})
+    return steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=["smoke", "default"], default="smoke")
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--source", default=os.environ.get("HOUSING_SOURCE_URL"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from housing_assets.ml.schema import validate_raw
+    from housing_assets.ml.source import fetch, parse_payload
+
+    start = time.perf_counter()
+    fetched = fetch(args.source)
+    raw = parse_payload(fetched.payload, args.source)
+    validate_raw(raw, args.source)
+    load_s = time.perf_counter() - start
+    steps = run(resample(raw, args.scale), SMOKE if args.config == "smoke" else DEFAULT)
+    steps.insert(0, {"step": "raw_housing", "rows": len(raw) * args.scale, "seconds": load_s,
+                     "peak_rss_mb": RssSampler.rss() / 2**20})
+    text = json.dumps(steps, indent=2, default=float)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
