@@ -10,7 +10,8 @@ ENV PYTHONUNBUFFERED=1 \
     DAGSTER_HOME=/opt/dagster/home \
     HOUSING_DATA_DIR=/opt/dagster/data
 
-# LightGBM needs the OpenMP runtime.
+# LightGBM needs the OpenMP runtime (the version of the base image's Debian release).
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/*

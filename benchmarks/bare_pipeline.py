@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,27 +34,23 @@ DEFAULT = {
 }
 
 
-class RssSampler:
-    """Peak resident memory of this process, sampled every 20 ms."""
-
-    def __init__(self):
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+class PeakRss:
+    """Peak resident memory of this process between resets, read from the kernel's own
+    high-water mark (VmHWM, reset through /proc/self/clear_refs): no sampling thread to disturb
+    the OpenMP threads of the step being measured."""
 
     @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    def reset() -> None:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
 
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.02)
-
-    def reset(self):
-        self.peak = self.rss()
+    @staticmethod
+    def peak_mb() -> float:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
 
 
 def resample(raw: pd.DataFrame, factor: float, seed: int = 0) -> pd.DataFrame:
@@ -63,7 +58,9 @@ def resample(raw: pd.DataFrame, factor: float, seed: int = 0) -> pd.DataFrame:
     if factor == 1:
         return raw
     rng = np.random.default_rng(seed)
-    rows = raw.sample(int(len(raw) * factor), replace=True, random_state=seed).reset_index(drop=True)
+    rows = raw.sample(int(len(raw) * factor), replace=True, random_state=seed).reset_index(
+        drop=True
+    )
     n = len(rows)
     for column in ["total_rooms", "total_bedrooms", "population", "households"]:
         rows[column] = (rows[column] * rng.uniform(0.97, 1.03, n)).round()
@@ -73,7 +70,9 @@ def resample(raw: pd.DataFrame, factor: float, seed: int = 0) -> pd.DataFrame:
     return rows
 
 
-def run(raw: pd.DataFrame, cfg: dict) -> list[dict]:
+def run(raw: pd.DataFrame, cfg: dict, tune_family: str | None = None) -> list[dict]:
+    """The seven steps; ``tune_family`` fixes the tuned family (for scaling runs, so that every
+    scale measures the same work whichever family wins the comparison there)."""
     from housing_assets.ml.cv import FoldCache
     from housing_assets.ml.features import GEO_COLUMNS, ClusterSimilarity, cluster_feature_frame
     from housing_assets.ml.geo import select_n_clusters
@@ -85,54 +84,78 @@ def run(raw: pd.DataFrame, cfg: dict) -> list[dict]:
     from housing_assets.ml.split import split_train_test, train_index
     from housing_assets.ml.tuning import tune
 
-    sampler = RssSampler()
     steps: list[dict] = []
 
     @contextmanager
     def step(name: str):
-        sampler.reset()
+        PeakRss.reset()
         start = time.perf_counter()
         yield
-        steps.append({"step": name, "rows": len(raw), "seconds": time.perf_counter() - start,
-                      "peak_rss_mb": sampler.peak / 2**20})
+        steps.append(
+            {
+                "step": name,
+                "rows": len(raw),
+                "seconds": time.perf_counter() - start,
+                "peak_rss_mb": PeakRss.peak_mb(),
+            }
+        )
 
     with step("imputed_housing"):
         train_numeric = raw.loc[train_index(raw), NUMERIC_FEATURES]
-        comparison = masked_reconstruction(train_numeric, cfg["imputation"]["strategies"],
-                                           ["total_bedrooms"])
+        comparison = masked_reconstruction(
+            train_numeric, cfg["imputation"]["strategies"], ["total_bedrooms"]
+        )
         imputer = fit_imputer(comparison.best_strategy, train_numeric)
         imputed = impute_frame(raw, NUMERIC_FEATURES, imputer)
     with step("geo_features"):
         train = imputed.loc[train_index(imputed)]
         base = FeatureSpec(comparison.best_strategy, n_clusters=5)
-        k, _ = select_n_clusters(train[FEATURE_COLUMNS], train[TARGET], base,
-                                 cfg["geo"]["k_grid"], n_folds=cfg["geo"]["cv_folds"])
+        k, _ = select_n_clusters(
+            train[FEATURE_COLUMNS],
+            train[TARGET],
+            base,
+            cfg["geo"]["k_grid"],
+            n_folds=cfg["geo"]["cv_folds"],
+        )
         spec = FeatureSpec(comparison.best_strategy, n_clusters=k)
         similarity = ClusterSimilarity(k).fit(train[GEO_COLUMNS])
         imputed.join(cluster_feature_frame(imputed, similarity))
     with step("train_test_split"):
         train, test = split_train_test(raw)
     with step("model_comparison"):
-        cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], spec,
-                          n_folds=cfg["comparison"]["cv_folds"])
+        cache = FoldCache(
+            train[FEATURE_COLUMNS], train[TARGET], spec, n_folds=cfg["comparison"]["cv_folds"]
+        )
         grids = None
         if cfg["comparison"]["max_candidates_per_family"] == 1:
-            grids = {n: {k_: [v] for k_, v in param_grid(f.grid)[0].items()}
-                     for n, f in FAMILIES.items()}
+            grids = {
+                n: {k_: [v] for k_, v in param_grid(f.grid)[0].items()} for n, f in FAMILIES.items()
+            }
         _, leaderboard = compare_families(cache, list(FAMILIES), "wmape", grids=grids)
         winner = leaderboard.iloc[0]
     with step("tuned_params"):
-        cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], spec,
-                          n_folds=cfg["tuning"]["cv_folds"])
-        result = tune(cache, winner["family"], n_trials=cfg["tuning"]["n_trials"],
-                      start_params=dict(winner["params"]))
+        cache = FoldCache(
+            train[FEATURE_COLUMNS], train[TARGET], spec, n_folds=cfg["tuning"]["cv_folds"]
+        )
+        family_name = tune_family or winner["family"]
+        start_params = dict(winner["params"]) if family_name == winner["family"] else None
+        result = tune(
+            cache, family_name, n_trials=cfg["tuning"]["n_trials"], start_params=start_params
+        )
     with step("registered_model"):
         family = FAMILIES[result.family]
         pipeline = build_model_pipeline(spec, family.build(result.best_params), scale=family.scale)
         pipeline.fit(train[FEATURE_COLUMNS], train[TARGET])
         metrics = regression_metrics(test[TARGET], pipeline.predict(test[FEATURE_COLUMNS]))
-    steps.append({"step": "result", "family": result.family, "k": k,
-                  "imputation": comparison.best_strategy, "test_metrics": metrics})
+    steps.append(
+        {
+            "step": "result",
+            "family": result.family,
+            "k": k,
+            "imputation": comparison.best_strategy,
+            "test_metrics": metrics,
+        }
+    )
     return steps
 
 
@@ -141,6 +164,7 @@ def main() -> None:
     parser.add_argument("--config", choices=["smoke", "default"], default="smoke")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--source", default=os.environ.get("HOUSING_SOURCE_URL"))
+    parser.add_argument("--tune-family", help="tune this family whatever wins the comparison")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -152,9 +176,18 @@ def main() -> None:
     raw = parse_payload(fetched.payload, args.source)
     validate_raw(raw, args.source)
     load_s = time.perf_counter() - start
-    steps = run(resample(raw, args.scale), SMOKE if args.config == "smoke" else DEFAULT)
-    steps.insert(0, {"step": "raw_housing", "rows": len(raw) * args.scale, "seconds": load_s,
-                     "peak_rss_mb": RssSampler.rss() / 2**20})
+    steps = run(
+        resample(raw, args.scale), SMOKE if args.config == "smoke" else DEFAULT, args.tune_family
+    )
+    steps.insert(
+        0,
+        {
+            "step": "raw_housing",
+            "rows": len(raw) * args.scale,
+            "seconds": load_s,
+            "peak_rss_mb": PeakRss.peak_mb(),
+        },
+    )
     text = json.dumps(steps, indent=2, default=float)
     if args.out:
         args.out.write_text(text)

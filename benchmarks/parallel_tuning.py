@@ -43,13 +43,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2):
             start = time.perf_counter()
-            out = tune(cache, args.family, n_trials=args.trials, n_workers=workers,
-                       storage=f"sqlite:///{tmp}/w{workers}.db", study_name=f"w{workers}")
+            out = tune(
+                cache,
+                args.family,
+                n_trials=args.trials,
+                n_workers=workers,
+                storage=f"sqlite:///{tmp}/w{workers}.db",
+                study_name=f"w{workers}",
+            )
             seconds = time.perf_counter() - start
             done = out.trials["state"].isin(["COMPLETE", "PRUNED"]).sum()
-            result[f"workers_{workers}"] = {"seconds": seconds, "finished_trials": int(done),
-                                            "best_value": out.best_value}
-            print(f"{workers} worker(s): {done} trials in {seconds:.1f} s, best {out.best_value:.3f}")
+            result[f"workers_{workers}"] = {
+                "seconds": seconds,
+                "finished_trials": int(done),
+                "best_value": out.best_value,
+            }
+            print(
+                f"{workers} worker(s): {done} trials in {seconds:.1f} s, best {out.best_value:.3f}"
+            )
     result["ratio_2_over_1"] = result["workers_2"]["seconds"] / result["workers_1"]["seconds"]
     print(f"two workers take {result['ratio_2_over_1']:.2f} x the time of one")
     args.out.mkdir(parents=True, exist_ok=True)

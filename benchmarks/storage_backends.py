@@ -22,8 +22,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATASET = next((p / "shared" / "data" / "housing.tgz" for p in REPO.parents
-                if (p / "shared" / "data" / "housing.tgz").is_file()), None)
+DATASET = next(
+    (
+        p / "shared" / "data" / "housing.tgz"
+        for p in REPO.parents
+        if (p / "shared" / "data" / "housing.tgz").is_file()
+    ),
+    None,
+)
 
 
 def _free_port() -> int:
@@ -37,13 +43,30 @@ def run_smoke(extra_env: dict[str, str]) -> float:
         home = Path(tmp, "home")
         home.mkdir()
         shutil.copy(REPO / "dagster.yaml", home)
-        env = {**os.environ, "DAGSTER_HOME": str(home), "HOUSING_DATA_DIR": str(Path(tmp, "data")),
-               "HOUSING_SOURCE_URL": os.environ.get("HOUSING_SOURCE_URL", str(DATASET)),
-               "WANDB_MODE": "offline", **extra_env}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "HOUSING_DATA_DIR": str(Path(tmp, "data")),
+            "HOUSING_SOURCE_URL": os.environ.get("HOUSING_SOURCE_URL", str(DATASET)),
+            "WANDB_MODE": "offline",
+            **extra_env,
+        }
         start = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m",
-                        "housing_assets.definitions", "-j", "housing_smoke_job"],
-                       cwd=REPO, env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "dagster"),
+                "job",
+                "execute",
+                "-m",
+                "housing_assets.definitions",
+                "-j",
+                "housing_smoke_job",
+            ],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - start
 
 
@@ -69,11 +92,19 @@ def main() -> None:
             times["local"].append(run_smoke({}))
             bucket = f"bench-{i}-{port}"
             storage_client().create_bucket(bucket)
-            times["gcs"].append(run_smoke({"HOUSING_GCS_BUCKET": bucket,
-                                           "HOUSING_MLFLOW_ARTIFACTS": f"gs://{bucket}/mlflow"}))
+            times["gcs"].append(
+                run_smoke(
+                    {
+                        "HOUSING_GCS_BUCKET": bucket,
+                        "HOUSING_MLFLOW_ARTIFACTS": f"gs://{bucket}/mlflow",
+                    }
+                )
+            )
     finally:
         server.stop()
-    result = {backend: {"runs_s": t, "median_s": statistics.median(t)} for backend, t in times.items()}
+    result = {
+        backend: {"runs_s": t, "median_s": statistics.median(t)} for backend, t in times.items()
+    }
     result["ratio_gcs_over_local"] = result["gcs"]["median_s"] / result["local"]["median_s"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "storage_backends.json").write_text(json.dumps(result, indent=2))

@@ -4,14 +4,19 @@ from dagster import Definitions, in_process_executor
 
 from housing_assets.assets import PIPELINE_ASSETS
 from housing_assets.checks import PIPELINE_CHECKS
-from housing_assets.jobs import housing_pipeline_job, housing_smoke_job, retrain_job
+from housing_assets.jobs import (
+    housing_pipeline_job,
+    housing_smoke_job,
+    retrain_job,
+    retune_smoke_job,
+)
 from housing_assets.resources import build_resources
 from housing_assets.sensors import new_batch_sensor
 
 defs = Definitions(
     assets=PIPELINE_ASSETS,
     asset_checks=PIPELINE_CHECKS,
-    jobs=[housing_pipeline_job, housing_smoke_job, retrain_job],
+    jobs=[housing_pipeline_job, housing_smoke_job, retrain_job, retune_smoke_job],
     sensors=[new_batch_sensor],
     resources=build_resources(),
     # The graph is a chain: a process per step would only add ~10 s of imports per step.

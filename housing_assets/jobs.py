@@ -23,3 +23,11 @@ retrain_job = define_asset_job(
     description="Started by new_batch_sensor: raw_housing (base + accepted batches) and "
     "everything downstream.",
 )
+
+retune_smoke_job = define_asset_job(
+    "retune_smoke_job",
+    selection=AssetSelection.keys("tuned_params").downstream(),
+    config={"ops": {k: v for k, v in SMOKE_RUN_CONFIG["ops"].items() if k == "tuned_params"}},
+    description="tuned_params+ with the quick configuration: a fast retune and re-register "
+    "from already materialized upstream assets.",
+)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn import config_context
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -45,7 +46,10 @@ class ScaledKNNImputer(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         X = np.asarray(X, dtype=float)
-        return self.imputer_.transform((X - self.mean_) / self.scale_) * self.scale_ + self.mean_
+        # Distances to the donors are computed in chunks of at most 128 MB.
+        with config_context(working_memory=128):
+            filled = self.imputer_.transform((X - self.mean_) / self.scale_)
+        return filled * self.scale_ + self.mean_
 
 
 def make_imputer(strategy: str, random_state: int = 0):

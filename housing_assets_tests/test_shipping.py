@@ -1,0 +1,50 @@
+"""Static checks of the shipping files (no Docker engine runs on these machines)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from housing_assets_tests.conftest import REPO_ROOT
+
+
+def test_compose_runs_the_five_services_on_one_image():
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "mlflow", "code", "webserver", "daemon"}
+    for name in ("code", "webserver", "daemon", "mlflow"):
+        assert services[name]["build"] == "."
+    assert "dagster-webserver" in services["webserver"]["command"]
+    assert "dagster-daemon run" in services["daemon"]["command"]
+    env = services["daemon"]["environment"]
+    for variable in (
+        "HOUSING_GCS_BUCKET",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "STORAGE_EMULATOR_HOST",
+        "MLFLOW_TRACKING_URI",
+    ):
+        assert variable in env
+    instance = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
+    assert "postgres" in instance["storage"]
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_compose_file_validates():
+    result = subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yaml", "config", "-q"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_dockerfile_lints_clean():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "Dockerfile"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,129 @@
+"""The Dagster UI in a real browser: Debian's Chromium driven headless by Playwright against
+`dagster dev` on 127.0.0.1 with a temporary DAGSTER_HOME. Screenshots go to test-artifacts/."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from housing_assets_tests.conftest import REPO_ROOT, materialize_cli
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+ASSETS = [
+    "raw_housing",
+    "imputed_housing",
+    "geo_features",
+    "train_test_split",
+    "model_comparison",
+    "tuned_params",
+    "registered_model",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_dev(isolated_env, tmp_path):
+    first = materialize_cli("*", isolated_env)  # upstream assets for tuned_params+
+    assert first.returncode == 0, first.stderr[-3000:]
+    port = _free_port()
+    log = (tmp_path / "dagster_dev.log").open("w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **isolated_env},
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/server_info", timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((tmp_path / "dagster_dev.log").read_text()[-3000:]) from None
+            time.sleep(1)
+    try:
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev):
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+
+        # The global asset graph shows the seven assets: expand the three groups in the graph
+        # and in its sidebar, then read the asset names and the checks' status.
+        page.goto(f"{dagster_dev}/asset-groups")
+        groups = page.locator("[class*=collapsedGroupNodeBox]")
+        expect(groups.first).to_be_visible()
+        while groups.count():
+            groups.first.click()
+            page.wait_for_timeout(500)
+        carets = page.locator("button:has([aria-label=arrow_drop_down])")
+        for i in range(carets.count()):
+            carets.nth(i).click()
+        for asset in ASSETS:
+            expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+        expect(page.get_by_text("2 / 2 Passed").first).to_be_visible()  # registered_model's checks
+        page.screenshot(path=str(ARTIFACTS / "asset_graph.png"))
+
+        # The asset checks of imputed_housing are listed on its page.
+        page.goto(f"{dagster_dev}/assets/imputed_housing?view=checks")
+        expect(page.get_by_text("imputation_rmse").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "asset_checks.png"))
+
+        # Launch tuned_params+ in the smoke configuration from the UI and wait for success.
+        page.goto(f"{dagster_dev}/locations/housing_assets/jobs/retune_smoke_job")
+        page.get_by_role("button", name="Materialize all").click()
+        instance = DagsterInstance.get()
+        deadline = time.monotonic() + 400
+        while True:
+            runs = instance.get_runs(RunsFilter(job_name="retune_smoke_job"))
+            if runs and runs[0].is_finished:
+                break
+            assert time.monotonic() < deadline, "the run launched from the UI did not finish"
+            time.sleep(2)
+        assert runs[0].status == DagsterRunStatus.SUCCESS
+        page.goto(f"{dagster_dev}/runs/{runs[0].run_id}")
+        expect(page.get_by_text("Success").first).to_be_visible()
+        expect(page.get_by_text("Loading run logs")).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "run_success.png"))
+        browser.close()
