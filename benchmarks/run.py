@@ -126,6 +126,11 @@ def bare_run(config: str, source: str, scale: float = 1.0, tune_family: str | No
     return {"wall_s": wall, "steps": steps}
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median wall time (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+
+
 def growth_exponents(scaling: list[dict]) -> dict[str, float]:
     """Slope of log(time) against log(rows) per step (1 = linear; n log n over 1x-8x of this
     data is about 1.1-1.2)."""
@@ -230,7 +235,7 @@ def markdown(report: dict) -> str:
     ]
     if report.get("scaling"):
         lines += [
-            "## Scaling (smoke configuration, bare pipeline)",
+            "## Scaling (smoke configuration, bare pipeline, tuned family fixed to boosting)",
             "",
             "| step | "
             + " | ".join(f"{s['scale']:g}x s | {s['scale']:g}x MB" for s in report["scaling"])
@@ -262,23 +267,43 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default=os.environ.get("HOUSING_SOURCE_URL", DEFAULT_SOURCE))
-    parser.add_argument("--scales", type=float, nargs="*", default=[1, 2, 4, 8])
+    parser.add_argument(
+        "--scales",
+        type=float,
+        nargs="*",
+        default=[1, 2, 4, 8],
+        help="data sizes for the scaling runs (none: skip them)",
+    )
+    parser.add_argument(
+        "--configs", nargs="+", default=["default", "smoke"], choices=["default", "smoke"]
+    )
     parser.add_argument("--skip-default", action="store_true", help="smoke configuration only")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="Dagster/bare pairs per configuration (alternating; medians reported)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    configs = ["smoke"] if args.skip_default else ["default", "smoke"]
+    configs = ["smoke"] if args.skip_default else args.configs
     report: dict = {"configs": configs}
     for config in configs:
         job = "housing_pipeline_job" if config == "default" else "housing_smoke_job"
-        print(f"[{config}] Dagster run ...", flush=True)
-        dagster = dagster_run(job, args.source)
-        print(f"[{config}] bare script ...", flush=True)
-        bare = bare_run(config, args.source)
+        dagster_runs, bare_runs = [], []
+        for i in range(args.repeats):  # alternating, so that drift in the machine hits both
+            print(f"[{config}] Dagster run {i + 1} ...", flush=True)
+            dagster_runs.append(dagster_run(job, args.source))
+            print(f"[{config}] bare script {i + 1} ...", flush=True)
+            bare_runs.append(bare_run(config, args.source))
+        dagster, bare = _median_run(dagster_runs), _median_run(bare_runs)
         report[config] = {
             "dagster": dagster,
             "bare": bare,
+            "dagster_walls_s": [r["wall_s"] for r in dagster_runs],
+            "bare_walls_s": [r["wall_s"] for r in bare_runs],
             "overhead_ratio": dagster["wall_s"] / bare["wall_s"],
         }
         print(

@@ -192,3 +192,17 @@ def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path):
     pids = {t.user_attrs["worker_pid"] for t in result.study.trials}
     assert len(pids) == 2  # this process and one worker process both ran trials
     assert sorted(r.number for r in seen) == sorted(finished["number"])  # every trial reported
+
+
+def test_tuning_is_reproducible(synthetic_housing):
+    cache = FoldCache(
+        synthetic_housing[FEATURE_COLUMNS],
+        synthetic_housing[TARGET],
+        FeatureSpec("median", n_clusters=3),
+        n_folds=3,
+    )
+    first = tune(cache, "tree", n_trials=10, metric="rmse", seed=7)
+    second = tune(cache, "tree", n_trials=10, metric="rmse", seed=7)
+    assert list(first.trials["state"]) == list(second.trials["state"])
+    assert first.trials["params"].tolist() == second.trials["params"].tolist()
+    assert first.best_params == second.best_params

@@ -175,7 +175,9 @@ def tune(
         n_jobs=max(1, n_jobs // n_workers),
         n_startup_trials=min(10, n_trials),
     )
-    study = job.load_study(storage, study_name)
+    # A fixed name, in memory too: Hyperband assigns trials to brackets by hashing the study
+    # name, so a random name would make pruning, and so the whole search, differ run to run.
+    study = job.load_study(storage, study_name or f"housing-{family_name}")
     if start_params:
         study.enqueue_trial(start_params, skip_if_exists=True)
     reported: set[int] = set()
