@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import DATASET, REPO, fresh_project_env
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STEPS = [
     "raw_housing",
@@ -41,29 +40,13 @@ ANCHORS = {
     "blog pipeline (tuned RandomForest)": {"rmse": 53_277, "mape": 20.4, "within_10pct": 36.2},
     "Géron, Hands-On ML 3rd ed.": {"rmse": 41_424},
 }
-DEFAULT_SOURCE = next(
-    (
-        str(p / "shared" / "data" / "housing.tgz")
-        for p in REPO.parents
-        if (p / "shared" / "data" / "housing.tgz").is_file()
-    ),
-    None,
-)
+DEFAULT_SOURCE = str(DATASET) if DATASET else None
 
 
 def dagster_run(job: str, source: str) -> dict:
     """One `dagster job execute` in a fresh home; wall time, per-step times, final metadata."""
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp, "home")
-        home.mkdir()
-        shutil.copy(REPO / "dagster.yaml", home)
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "HOUSING_DATA_DIR": str(Path(tmp, "data")),
-            "HOUSING_SOURCE_URL": source,
-            "WANDB_MODE": "offline",
-        }
+        env = fresh_project_env(tmp, source)
         start = time.perf_counter()
         subprocess.run(
             [str(BIN / "dagster"), "job", "execute", "-m", "housing_assets.definitions", "-j", job],

@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-DATASET = next(
-    (
-        p / "shared" / "data" / "housing.tgz"
-        for p in REPO.parents
-        if (p / "shared" / "data" / "housing.tgz").is_file()
-    ),
-    None,
-)
+from common import DATASET, REPO, free_port
 
 
 def main() -> None:
@@ -50,9 +40,7 @@ def main() -> None:
     rows.loc[0, "total_bedrooms"] = np.nan
     records = json.loads(rows.to_json(orient="records"))
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"),

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,36 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATASET = next(
-    (
-        p / "shared" / "data" / "housing.tgz"
-        for p in REPO.parents
-        if (p / "shared" / "data" / "housing.tgz").is_file()
-    ),
-    None,
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from common import DATASET, REPO, free_port, fresh_project_env
 
 
 def run_smoke(extra_env: dict[str, str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp, "home")
-        home.mkdir()
-        shutil.copy(REPO / "dagster.yaml", home)
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "HOUSING_DATA_DIR": str(Path(tmp, "data")),
-            "HOUSING_SOURCE_URL": os.environ.get("HOUSING_SOURCE_URL", str(DATASET)),
-            "WANDB_MODE": "offline",
-            **extra_env,
-        }
+        env = fresh_project_env(
+            tmp, os.environ.get("HOUSING_SOURCE_URL", str(DATASET)), **extra_env
+        )
         start = time.perf_counter()
         subprocess.run(
             [
@@ -79,7 +55,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from gcp_storage_emulator.server import create_server
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

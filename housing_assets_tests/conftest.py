@@ -17,6 +17,15 @@ import pytest
 from housing_assets.ml.schema import OCEAN_CATEGORIES, RAW_COLUMNS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CONTRACT_ASSETS = [
+    "raw_housing",
+    "imputed_housing",
+    "geo_features",
+    "train_test_split",
+    "model_comparison",
+    "tuned_params",
+    "registered_model",
+]
 
 
 def _find_dataset() -> Path:
@@ -128,7 +137,7 @@ def isolated_env(tmp_path, monkeypatch, http_server):
     return env
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
@@ -141,7 +150,7 @@ def gcs_server():
     """A real GCS server (gcp-storage-emulator, in memory) on 127.0.0.1; yields its endpoint."""
     from gcp_storage_emulator.server import create_server
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -154,7 +163,7 @@ def gcs_bucket(gcs_server, monkeypatch, request) -> str:
     from housing_assets.gcs import storage_client
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server)
-    name = f"test-{request.node.name.lower().replace('_', '-')[:40]}-{_free_port()}"
+    name = f"test-{request.node.name.lower().replace('_', '-')[:40]}-{free_port()}"
     storage_client().create_bucket(name)
     return name
 

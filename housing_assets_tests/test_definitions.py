@@ -1,17 +1,7 @@
 import yaml
 from dagster import AssetKey
 
-from housing_assets_tests.conftest import REPO_ROOT
-
-CONTRACT_ASSETS = [
-    "raw_housing",
-    "imputed_housing",
-    "geo_features",
-    "train_test_split",
-    "model_comparison",
-    "tuned_params",
-    "registered_model",
-]
+from housing_assets_tests.conftest import CONTRACT_ASSETS, REPO_ROOT
 
 
 def test_code_location_has_the_contract_assets_in_a_chain():

@@ -5,18 +5,9 @@ from pathlib import Path
 import pytest
 
 from housing_assets.gcs import list_keys
-from housing_assets_tests.conftest import materialize_cli
+from housing_assets_tests.conftest import CONTRACT_ASSETS, materialize_cli
 
 pytestmark = pytest.mark.e2e
-ASSETS = [
-    "raw_housing",
-    "imputed_housing",
-    "geo_features",
-    "train_test_split",
-    "model_comparison",
-    "tuned_params",
-    "registered_model",
-]
 
 
 def test_graph_in_gcs_then_tuned_params_plus_reads_back(
@@ -40,7 +31,7 @@ def test_graph_in_gcs_then_tuned_params_plus_reads_back(
     first = materialize_cli("*", env)
     assert first.returncode == 0, first.stderr[-3000:]
     keys = set(list_keys(f"gs://{gcs_bucket}/prod/"))
-    for asset in ASSETS:
+    for asset in CONTRACT_ASSETS:
         assert f"prod/{asset}/manifest.json" in keys, asset
     assert "prod/raw_housing/data.parquet" in keys
     assert {"prod/train_test_split/train.parquet", "prod/train_test_split/test.parquet"} <= keys

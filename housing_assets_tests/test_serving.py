@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ from housing_assets.assets import PIPELINE_ASSETS
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
 from housing_assets.smoke import SMOKE_RUN_CONFIG
+from housing_assets_tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 MODEL_URI = "models:/housing_price_model@champion"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post(url: str, payload: dict) -> tuple[int, dict]:
@@ -52,7 +46,7 @@ def served_champion(isolated_env, tmp_path):
     )
     assert result.success
     tracking = f"sqlite:///{Path(isolated_env['HOUSING_DATA_DIR']) / 'mlflow' / 'mlflow.db'}"
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
         [

@@ -4,7 +4,6 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,33 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from housing_assets_tests.conftest import REPO_ROOT, materialize_cli
+from housing_assets_tests.conftest import CONTRACT_ASSETS, REPO_ROOT, free_port, materialize_cli
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-ASSETS = [
-    "raw_housing",
-    "imputed_housing",
-    "geo_features",
-    "train_test_split",
-    "model_comparison",
-    "tuned_params",
-    "registered_model",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def dagster_dev(isolated_env, tmp_path):
     first = materialize_cli("*", isolated_env)  # upstream assets for tuned_params+
     assert first.returncode == 0, first.stderr[-3000:]
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "dagster_dev.log").open("w")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
@@ -100,7 +84,7 @@ def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev):
         carets = page.locator("button:has([aria-label=arrow_drop_down])")
         for i in range(carets.count()):
             carets.nth(i).click()
-        for asset in ASSETS:
+        for asset in CONTRACT_ASSETS:
             expect(page.get_by_text(asset, exact=True).first).to_be_visible()
         expect(page.get_by_text("2 / 2 Passed").first).to_be_visible()  # registered_model's checks
         page.screenshot(path=str(ARTIFACTS / "asset_graph.png"))
