@@ -7,7 +7,9 @@ from typing import Any
 
 import pandas as pd
 
+from housing_assets.ml.cv import FoldCache
 from housing_assets.ml.pipeline import FeatureSpec
+from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
 
 
 @dataclass
@@ -29,6 +31,16 @@ class HousingSplit:
     train: pd.DataFrame  # raw columns (NaNs as in the source) + geo cluster columns
     test: pd.DataFrame
     spec: FeatureSpec
+
+    def fold_cache(self, n_folds: int, seed: int) -> FoldCache:
+        """Cross-validation folds of the training rows, preprocessing fitted inside each fold."""
+        return FoldCache(
+            self.train[FEATURE_COLUMNS],
+            self.train[TARGET],
+            self.spec,
+            n_folds=n_folds,
+            random_state=seed,
+        )
 
 
 @dataclass

@@ -4,10 +4,8 @@ from dagster import AssetExecutionContext, Config, MetadataValue, asset
 
 from housing_assets import plots, settings
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
-from housing_assets.ml.cv import FoldCache
 from housing_assets.ml.metrics import METRIC_NAMES
 from housing_assets.ml.models import FAMILIES, compare_families, param_grid
-from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
 from housing_assets.ml.tuning import TrialRecord, tune
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking
 
@@ -35,14 +33,7 @@ def model_comparison(
 ) -> ModelComparison:
     """Several algorithm families, each with a small cross-validated grid on training rows; the
     winner is the family with the lowest cross-validated selection metric (wMAPE by default)."""
-    train = train_test_split.train
-    cache = FoldCache(
-        train[FEATURE_COLUMNS],
-        train[TARGET],
-        train_test_split.spec,
-        n_folds=config.cv_folds,
-        random_state=config.seed,
-    )
+    cache = train_test_split.fold_cache(config.cv_folds, config.seed)
     grids = None
     if config.max_candidates_per_family:
         n = config.max_candidates_per_family
@@ -126,14 +117,7 @@ def tuned_params(
     import mlflow as mlf
 
     family = model_comparison.winner
-    train = train_test_split.train
-    cache = FoldCache(
-        train[FEATURE_COLUMNS],
-        train[TARGET],
-        train_test_split.spec,
-        n_folds=config.cv_folds,
-        random_state=config.seed,
-    )
+    cache = train_test_split.fold_cache(config.cv_folds, config.seed)
     storage = config.storage
     if config.n_workers > 1 and storage is None:
         (settings.data_dir() / "optuna").mkdir(parents=True, exist_ok=True)
