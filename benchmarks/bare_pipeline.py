@@ -19,19 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = {
-    "imputation": {"strategies": ["median", "knn", "iterative"]},
-    "geo": {"k_grid": [5, 20], "cv_folds": 2},
-    "comparison": {"cv_folds": 2, "max_candidates_per_family": 1},
-    "tuning": {"n_trials": 4, "cv_folds": 2},
-}
-DEFAULT = {
-    "imputation": {"strategies": ["median", "mean", "knn", "iterative", "iterative_forest"]},
-    "geo": {"k_grid": [5, 10, 20, 30, 45, 60], "cv_folds": 3},
-    "comparison": {"cv_folds": 3, "max_candidates_per_family": None},
-    "tuning": {"n_trials": 50, "cv_folds": 3},
-}
+
+def overrides(ops: dict, asset: str, **arguments: str) -> dict:
+    """The ``asset``'s values given in a Dagster run config's ``ops`` section, renamed to the
+    library function's argument names. Values not given are left to the library's defaults,
+    which are the assets' defaults (checked by test_definitions)."""
+    given = ops.get(asset, {}).get("config", {})
+    return {argument: given[key] for key, argument in arguments.items() if key in given}
 
 
 class PeakRss:
@@ -70,15 +64,17 @@ def resample(raw: pd.DataFrame, factor: float, seed: int = 0) -> pd.DataFrame:
     return rows
 
 
-def run(raw: pd.DataFrame, cfg: dict, tune_family: str | None = None) -> list[dict]:
-    """The seven steps; ``tune_family`` fixes the tuned family (for scaling runs, so that every
-    scale measures the same work whichever family wins the comparison there)."""
+def run(raw: pd.DataFrame, ops: dict, tune_family: str | None = None) -> list[dict]:
+    """The seven steps with the settings of ``ops`` (a Dagster run config's ``ops`` section:
+    ``{}`` for the defaults, the smoke configuration's for a smoke run). ``tune_family`` fixes
+    the tuned family (for scaling runs, so that every scale measures the same work whichever
+    family wins the comparison there)."""
     from housing_assets.ml.cv import FoldCache
     from housing_assets.ml.features import GEO_COLUMNS, ClusterSimilarity, cluster_feature_frame
     from housing_assets.ml.geo import select_n_clusters
     from housing_assets.ml.imputation import fit_imputer, impute_frame, masked_reconstruction
     from housing_assets.ml.metrics import regression_metrics
-    from housing_assets.ml.models import FAMILIES, compare_families, param_grid
+    from housing_assets.ml.models import FAMILIES, compare_families
     from housing_assets.ml.pipeline import FeatureSpec, build_model_pipeline
     from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
     from housing_assets.ml.split import split_train_test, train_index
@@ -103,20 +99,15 @@ def run(raw: pd.DataFrame, cfg: dict, tune_family: str | None = None) -> list[di
     with step("imputed_housing"):
         train_numeric = raw.loc[train_index(raw), NUMERIC_FEATURES]
         comparison = masked_reconstruction(
-            train_numeric, cfg["imputation"]["strategies"], ["total_bedrooms"]
+            train_numeric, **overrides(ops, "imputed_housing", strategies="strategies")
         )
         imputer = fit_imputer(comparison.best_strategy, train_numeric)
         imputed = impute_frame(raw, NUMERIC_FEATURES, imputer)
     with step("geo_features"):
         train = imputed.loc[train_index(imputed)]
+        geo = overrides(ops, "geo_features", k_grid="k_grid", cv_folds="n_folds")
         base = FeatureSpec(comparison.best_strategy, n_clusters=5)
-        k, _ = select_n_clusters(
-            train[FEATURE_COLUMNS],
-            train[TARGET],
-            base,
-            cfg["geo"]["k_grid"],
-            n_folds=cfg["geo"]["cv_folds"],
-        )
+        k, _ = select_n_clusters(train[FEATURE_COLUMNS], train[TARGET], base, **geo)
         spec = FeatureSpec(comparison.best_strategy, n_clusters=k)
         similarity = ClusterSimilarity(k).fit(train[GEO_COLUMNS])
         imputed.join(cluster_feature_frame(imputed, similarity))
@@ -124,23 +115,31 @@ def run(raw: pd.DataFrame, cfg: dict, tune_family: str | None = None) -> list[di
         train, test = split_train_test(raw)
     with step("model_comparison"):
         cache = FoldCache(
-            train[FEATURE_COLUMNS], train[TARGET], spec, n_folds=cfg["comparison"]["cv_folds"]
+            train[FEATURE_COLUMNS],
+            train[TARGET],
+            spec,
+            **overrides(ops, "model_comparison", cv_folds="n_folds"),
         )
-        grids = None
-        if cfg["comparison"]["max_candidates_per_family"] == 1:
-            grids = {
-                n: {k_: [v] for k_, v in param_grid(f.grid)[0].items()} for n, f in FAMILIES.items()
-            }
-        _, leaderboard = compare_families(cache, list(FAMILIES), "wmape", grids=grids)
+        _, leaderboard = compare_families(
+            cache,
+            list(FAMILIES),
+            **overrides(ops, "model_comparison", max_candidates_per_family="max_candidates"),
+        )
         winner = leaderboard.iloc[0]
     with step("tuned_params"):
         cache = FoldCache(
-            train[FEATURE_COLUMNS], train[TARGET], spec, n_folds=cfg["tuning"]["cv_folds"]
+            train[FEATURE_COLUMNS],
+            train[TARGET],
+            spec,
+            **overrides(ops, "tuned_params", cv_folds="n_folds"),
         )
         family_name = tune_family or winner["family"]
         start_params = dict(winner["params"]) if family_name == winner["family"] else None
         result = tune(
-            cache, family_name, n_trials=cfg["tuning"]["n_trials"], start_params=start_params
+            cache,
+            family_name,
+            start_params=start_params,
+            **overrides(ops, "tuned_params", n_trials="n_trials"),
         )
     with step("registered_model"):
         family = FAMILIES[result.family]
@@ -176,9 +175,10 @@ def main() -> None:
     raw = parse_payload(fetched.payload, args.source)
     validate_raw(raw, args.source)
     load_s = time.perf_counter() - start
-    steps = run(
-        resample(raw, args.scale), SMOKE if args.config == "smoke" else DEFAULT, args.tune_family
-    )
+    from housing_assets.smoke import SMOKE_OPS_CONFIG
+
+    ops = SMOKE_OPS_CONFIG if args.config == "smoke" else {}
+    steps = run(resample(raw, args.scale), ops, args.tune_family)
     steps.insert(
         0,
         {

@@ -1,8 +1,8 @@
 """Latency of `mlflow models serve` for the champion: single rows and 100-row batches.
 
-    MLFLOW_TRACKING_URI=sqlite:///data/mlflow/mlflow.db .venv/bin/python benchmarks/serving_latency.py
+    .venv/bin/python benchmarks/serving_latency.py
 
-Starts the server on 127.0.0.1, then sends a bounded, sequential load from this (second)
+Starts the server (`housing-serve`, on the project's MLflow store or MLFLOW_TRACKING_URI) on 127.0.0.1, then sends a bounded, sequential load from this (second)
 process: --single requests of one row and --batch requests of 100 rows (real rows, a NaN
 total_bedrooms among them). Prints and writes p50/p99 in milliseconds.
 """
@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import DATASET, REPO, free_port
+from common import DATASET, REPO, background_server, free_port
 
 
 def main() -> None:
@@ -31,7 +29,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(REPO))
     from housing_assets.ml.schema import FEATURE_COLUMNS
     from housing_assets.ml.source import fetch, parse_payload
 
@@ -41,31 +38,9 @@ def main() -> None:
     records = json.loads(rows.to_json(orient="records"))
 
     port = free_port()
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            "models:/housing_price_model@champion",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--env-manager",
-            "local",
-        ],
-        env={
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
     url = f"http://127.0.0.1:{port}/invocations"
-    try:
-        _wait(f"http://127.0.0.1:{port}/ping", server)
+    with background_server(command, f"http://127.0.0.1:{port}/ping", env=dict(os.environ)):
 
         def call(payload: bytes) -> float:
             request = urllib.request.Request(
@@ -101,24 +76,8 @@ def main() -> None:
                 f"{name}: p50 {result[name]['p50_ms']:.1f} ms, p99 {result[name]['p99_ms']:.1f} ms"
                 f" over {len(ms)} requests"
             )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving_latency.json").write_text(json.dumps(result, indent=2))
-
-
-def _wait(url: str, server: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the model server exited")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(url)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(REPO))
     from gcp_storage_emulator.server import create_server
 
     port = free_port()

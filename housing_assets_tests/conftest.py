@@ -5,44 +5,30 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import shutil
 import threading
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from housing_assets.ml.schema import OCEAN_CATEGORIES, RAW_COLUMNS
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONTRACT_ASSETS = [
-    "raw_housing",
-    "imputed_housing",
-    "geo_features",
-    "train_test_split",
-    "model_comparison",
-    "tuned_params",
-    "registered_model",
-]
-
-
-def _find_dataset() -> Path:
-    candidates = [os.environ.get("HOUSING_TEST_DATA", "")]
-    candidates += [str(p / "shared" / "data" / "housing.tgz") for p in REPO_ROOT.parents]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise FileNotFoundError(
-        "the real dataset was not found: set HOUSING_TEST_DATA to housing.tgz "
-        "(it lives in ../shared/data/ beside the repository)"
-    )
+from housing_assets_tests.support import (
+    find_dataset,
+    free_port,
+    fresh_project_env,
+    make_synthetic_housing,
+)
 
 
 @pytest.fixture(scope="session")
 def housing_tgz() -> Path:
-    return _find_dataset()
+    dataset = find_dataset()
+    if dataset is None:
+        raise FileNotFoundError(
+            "the real dataset was not found: set HOUSING_TEST_DATA to housing.tgz "
+            "(it lives in ../shared/data/ beside the repository)"
+        )
+    return dataset
 
 
 @pytest.fixture(scope="session")
@@ -75,36 +61,6 @@ def raw_frame(housing_tgz) -> pd.DataFrame:
     return parse_payload(housing_tgz.read_bytes(), housing_tgz.name)
 
 
-def make_synthetic_housing(n: int = 600, seed: int = 0, missing: int = 20) -> pd.DataFrame:
-    """Rows in the raw schema with a known structure: price rises with income and falls inland."""
-    rng = np.random.default_rng(seed)
-    households = rng.uniform(100, 1500, n).round()
-    rooms = households * rng.uniform(3, 7, n)
-    income = rng.uniform(0.5, 12, n)
-    longitude = rng.uniform(-124, -115, n)
-    latitude = rng.uniform(33, 41, n)
-    inland = longitude > -119.5
-    price = 40_000 + 35_000 * income - 60_000 * inland + rng.normal(0, 8_000, n)
-    frame = pd.DataFrame(
-        {
-            "longitude": longitude,
-            "latitude": latitude,
-            "housing_median_age": rng.uniform(1, 52, n).round(),
-            "total_rooms": rooms.round(),
-            "total_bedrooms": (rooms * 0.2 + rng.normal(0, 5, n)).round(),
-            "population": (households * rng.uniform(2, 4, n)).round(),
-            "households": households,
-            "median_income": income,
-            "median_house_value": np.clip(price, 15_000, 500_001),
-            "ocean_proximity": np.where(
-                inland, "INLAND", rng.choice(OCEAN_CATEGORIES[:1] + OCEAN_CATEGORIES[2:4], n)
-            ),
-        }
-    )[RAW_COLUMNS]
-    frame.loc[rng.choice(n, size=min(missing, n // 10), replace=False), "total_bedrooms"] = np.nan
-    return frame
-
-
 @pytest.fixture
 def synthetic_housing() -> pd.DataFrame:
     return make_synthetic_housing()
@@ -114,16 +70,7 @@ def synthetic_housing() -> pd.DataFrame:
 def isolated_env(tmp_path, monkeypatch, http_server):
     """Environment variables for a fresh project: Dagster home, data folder, MLflow store and
     the real dataset over HTTP. W&B runs offline into the data folder."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        "DAGSTER_HOME": str(home),
-        "HOUSING_DATA_DIR": str(tmp_path / "data"),
-        "HOUSING_SOURCE_URL": f"{http_server}/housing.tgz",
-        "WANDB_MODE": "offline",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
+    env = fresh_project_env(tmp_path, f"{http_server}/housing.tgz")
     for name in (
         "MLFLOW_TRACKING_URI",
         "HOUSING_GCS_BUCKET",
@@ -135,14 +82,6 @@ def isolated_env(tmp_path, monkeypatch, http_server):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -166,28 +105,3 @@ def gcs_bucket(gcs_server, monkeypatch, request) -> str:
     name = f"test-{request.node.name.lower().replace('_', '-')[:40]}-{free_port()}"
     storage_client().create_bucket(name)
     return name
-
-
-def materialize_cli(selection: str, env: dict, config: str = "configs/smoke.yaml"):
-    """`dagster asset materialize` in a new process, as a user runs it (smoke config)."""
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "housing_assets.definitions",
-            "--select",
-            selection,
-            "-c",
-            str(REPO_ROOT / config),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from housing_assets_tests.conftest import materialize_cli
+from housing_assets_tests.support import materialize_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from housing_assets.gcs import list_keys
-from housing_assets_tests.conftest import CONTRACT_ASSETS, materialize_cli
+from housing_assets_tests.support import CONTRACT_ASSETS, materialize_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -104,6 +104,9 @@ def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
     wmape = leaderboard.set_index("family")["wmape"]
     assert wmape["linear"] < candidates.query("family == 'tree'")["wmape"].max()
 
+    first_only, _ = compare_families(cache, ["tree"], grids=grids, max_candidates=1)
+    assert first_only["params"].tolist() == [{"max_depth": 2}]  # the first candidate of the grid
+
 
 def test_tune_records_every_trial_and_stays_in_the_space(synthetic_housing):
     cache = FoldCache(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from housing_assets_tests.conftest import REPO_ROOT
+from housing_assets_tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

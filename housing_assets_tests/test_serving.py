@@ -1,11 +1,8 @@
-"""Serving with MLflow's own server (`mlflow models serve`) on 127.0.0.1."""
+"""Serving over HTTP: `housing-serve` (MLflow's own scoring server) on 127.0.0.1."""
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +15,7 @@ from housing_assets.assets import PIPELINE_ASSETS
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
 from housing_assets.smoke import SMOKE_RUN_CONFIG
-from housing_assets_tests.conftest import free_port
+from housing_assets_tests.support import background_server, free_port
 
 pytestmark = pytest.mark.e2e
 MODEL_URI = "models:/housing_price_model@champion"
@@ -37,7 +34,9 @@ def post(url: str, payload: dict) -> tuple[int, dict]:
 
 @pytest.fixture
 def served_champion(isolated_env, tmp_path):
-    """A champion trained by the pipeline (smoke config), served by `mlflow models serve`."""
+    """A champion trained by the pipeline (smoke config), served by `housing-serve` (a front for
+    `mlflow models serve`) with nothing but the project's environment: it must find the
+    project's own MLflow store by itself."""
     result = materialize(
         PIPELINE_ASSETS,
         resources=build_resources(),
@@ -45,51 +44,12 @@ def served_champion(isolated_env, tmp_path):
         instance=DagsterInstance.ephemeral(),
     )
     assert result.success
-    tracking = f"sqlite:///{Path(isolated_env['HOUSING_DATA_DIR']) / 'mlflow' / 'mlflow.db'}"
     port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            MODEL_URI,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--env-manager",
-            "local",
-        ],
-        # The server execs `uvicorn` from PATH: the virtualenv's bin must be on it.
-        env={
-            **os.environ,
-            "MLFLOW_TRACKING_URI": tracking,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        },
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+    command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
-        time.sleep(0.5)
-    try:
+    with background_server(command, f"{base}/ping", env=env, log_path=tmp_path / "serve.log"):
         yield base, result.output_for_node("train_test_split").test
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        log.close()
 
 
 def test_server_matches_the_in_process_model_and_rejects_bad_requests(served_champion):

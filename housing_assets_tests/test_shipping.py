@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from housing_assets_tests.conftest import REPO_ROOT
+from housing_assets_tests.support import REPO_ROOT
 
 
 def test_compose_runs_the_five_services_on_one_image():

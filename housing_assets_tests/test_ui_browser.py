@@ -3,16 +3,19 @@
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from housing_assets_tests.conftest import CONTRACT_ASSETS, REPO_ROOT, free_port, materialize_cli
+from housing_assets_tests.support import (
+    CONTRACT_ASSETS,
+    REPO_ROOT,
+    background_server,
+    free_port,
+    materialize_cli,
+)
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -24,31 +27,16 @@ def dagster_dev(isolated_env, tmp_path):
     first = materialize_cli("*", isolated_env)  # upstream assets for tuned_params+
     assert first.returncode == 0, first.stderr[-3000:]
     port = free_port()
-    log = (tmp_path / "dagster_dev.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT,
-        env={**os.environ, **isolated_env},
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
+    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p"]
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/server_info", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "dagster_dev.log").read_text()[-3000:]) from None
-            time.sleep(1)
-    try:
+    with background_server(
+        [*command, str(port)],
+        f"{base}/server_info",
+        env={**os.environ, **isolated_env},
+        log_path=tmp_path / "dagster_dev.log",
+        timeout_s=180,
+    ):
         yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")

@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from housing_assets import plots, settings
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
 from housing_assets.ml.metrics import METRIC_NAMES
-from housing_assets.ml.models import FAMILIES, compare_families, param_grid
+from housing_assets.ml.models import FAMILIES, compare_families
 from housing_assets.ml.tuning import TrialRecord, tune
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking
 
@@ -34,17 +34,11 @@ def model_comparison(
     """Several algorithm families, each with a small cross-validated grid on training rows; the
     winner is the family with the lowest cross-validated selection metric (wMAPE by default)."""
     cache = train_test_split.fold_cache(config.cv_folds, config.seed)
-    grids = None
-    if config.max_candidates_per_family:
-        n = config.max_candidates_per_family
-        grids = {
-            name: {k: [v] for k, v in param_grid(FAMILIES[name].grid)[0].items()}
-            if n == 1
-            else FAMILIES[name].grid
-            for name in config.families
-        }
     candidates, leaderboard = compare_families(
-        cache, config.families, config.selection_metric, grids=grids
+        cache,
+        config.families,
+        config.selection_metric,
+        max_candidates=config.max_candidates_per_family,
     )
     winner = leaderboard.iloc[0]
     with mlflow.start_run("model_comparison", tags={"dagster_run_id": context.run_id}):

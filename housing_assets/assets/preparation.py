@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from housing_assets import plots
 from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing
 from housing_assets.ml.features import GEO_COLUMNS, ClusterSimilarity, cluster_feature_frame
-from housing_assets.ml.geo import select_n_clusters
+from housing_assets.ml.geo import K_GRID, select_n_clusters
 from housing_assets.ml.imputation import (
     IMPUTATION_STRATEGIES,
     fit_imputer,
@@ -19,7 +19,7 @@ from housing_assets.ml.split import income_category, split_train_test, train_ind
 
 
 class ImputationConfig(Config):
-    strategies: list[str] = IMPUTATION_STRATEGIES
+    strategies: list[str] = list(IMPUTATION_STRATEGIES)
     mask_fraction: float = 0.2
     max_masked_cells: int = 3000
     # A strategy within this relative RMSE of the best counts as a tie; the fastest tie wins.
@@ -85,7 +85,7 @@ def imputed_housing(
 
 
 class GeoConfig(Config):
-    k_grid: list[int] = [5, 10, 20, 30, 45, 60]
+    k_grid: list[int] = list(K_GRID)
     cv_folds: int = 3
     metric: str = "wmape"
     cluster_gamma: float = 1.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,11 +32,15 @@ PROBE_MODEL_PARAMS = dict(
 )
 
 
+# Candidate numbers of geographic clusters (the geo_features default).
+K_GRID = (5, 10, 20, 30, 45, 60)
+
+
 def select_n_clusters(
     X: pd.DataFrame,
     y: pd.Series,
     base_spec: FeatureSpec,
-    k_grid: list[int],
+    k_grid: Sequence[int] = K_GRID,
     n_folds: int = 3,
     metric: str = "wmape",
     silhouette_sample: int = 3000,

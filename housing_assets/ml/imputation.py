@@ -7,6 +7,7 @@ against the hidden truth ranks the strategies. The target is never an input.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +83,7 @@ def make_imputer(strategy: str, random_state: int = 0):
     raise ValueError(f"unknown imputation strategy '{strategy}'")
 
 
-IMPUTATION_STRATEGIES = ["median", "mean", "knn", "iterative", "iterative_forest"]
+IMPUTATION_STRATEGIES = ("median", "mean", "knn", "iterative", "iterative_forest")
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,8 @@ class ImputationComparison:
 
 def masked_reconstruction(
     numeric: pd.DataFrame,
-    strategies: list[str],
-    columns: list[str],
+    strategies: Sequence[str] = IMPUTATION_STRATEGIES,
+    columns: Sequence[str] = ("total_bedrooms",),
     mask_fraction: float = 0.2,
     max_masked: int = 3000,
     random_state: int = 0,

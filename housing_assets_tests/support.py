@@ -1,0 +1,162 @@
+"""Plain helpers shared by the tests and the benchmark scripts (no pytest here): the real
+dataset beside the repository, free ports, a fresh project environment, and a server process
+started in the background and waited for over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from housing_assets.ml.schema import OCEAN_CATEGORIES, RAW_COLUMNS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONTRACT_ASSETS = [
+    "raw_housing",
+    "imputed_housing",
+    "geo_features",
+    "train_test_split",
+    "model_comparison",
+    "tuned_params",
+    "registered_model",
+]
+
+
+def find_dataset() -> Path | None:
+    """``HOUSING_TEST_DATA``, else ``shared/data/housing.tgz`` beside the repository, if there."""
+    candidates = [os.environ.get("HOUSING_TEST_DATA", "")]
+    candidates += [str(p / "shared" / "data" / "housing.tgz") for p in REPO_ROOT.parents]
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_project_env(tmp: str | Path, source: str, **extra: str) -> dict[str, str]:
+    """Variables for a fresh project under ``tmp``: its own Dagster home (the repo's
+    dagster.yaml), data folder (so its own MLflow store and landing zone), W&B offline."""
+    home = Path(tmp, "dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return {
+        "DAGSTER_HOME": str(home),
+        "HOUSING_DATA_DIR": str(Path(tmp, "data")),
+        "HOUSING_SOURCE_URL": source,
+        "WANDB_MODE": "offline",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def background_server(
+    command: list[str],
+    ready_url: str,
+    *,
+    env: dict[str, str],
+    log_path: Path | None = None,
+    cwd: Path = REPO_ROOT,
+    timeout_s: float = 120,
+) -> Iterator[subprocess.Popen]:
+    """Start ``command`` in its own process group, wait until ``ready_url`` answers, and stop
+    the whole group on exit. If it dies or never answers, the error carries its log's tail."""
+    log = log_path.open("w") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        _wait_until_answering(ready_url, proc, timeout_s, log_path)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if log_path:
+            log.close()
+
+
+def _wait_until_answering(
+    url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path | None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            what = f"exited with {proc.returncode}" if proc.poll() is not None else "timed out"
+            tail = log_path.read_text()[-3000:] if log_path and log_path.exists() else ""
+            raise RuntimeError(f"{' '.join(map(str, proc.args[:3]))} {what} before {url}\n{tail}")
+        time.sleep(0.5)
+
+
+def make_synthetic_housing(n: int = 600, seed: int = 0, missing: int = 20) -> pd.DataFrame:
+    """Rows in the raw schema with a known structure: price rises with income and falls inland."""
+    rng = np.random.default_rng(seed)
+    households = rng.uniform(100, 1500, n).round()
+    rooms = households * rng.uniform(3, 7, n)
+    income = rng.uniform(0.5, 12, n)
+    longitude = rng.uniform(-124, -115, n)
+    latitude = rng.uniform(33, 41, n)
+    inland = longitude > -119.5
+    price = 40_000 + 35_000 * income - 60_000 * inland + rng.normal(0, 8_000, n)
+    frame = pd.DataFrame(
+        {
+            "longitude": longitude,
+            "latitude": latitude,
+            "housing_median_age": rng.uniform(1, 52, n).round(),
+            "total_rooms": rooms.round(),
+            "total_bedrooms": (rooms * 0.2 + rng.normal(0, 5, n)).round(),
+            "population": (households * rng.uniform(2, 4, n)).round(),
+            "households": households,
+            "median_income": income,
+            "median_house_value": np.clip(price, 15_000, 500_001),
+            "ocean_proximity": np.where(
+                inland, "INLAND", rng.choice(OCEAN_CATEGORIES[:1] + OCEAN_CATEGORIES[2:4], n)
+            ),
+        }
+    )[RAW_COLUMNS]
+    frame.loc[rng.choice(n, size=min(missing, n // 10), replace=False), "total_bedrooms"] = np.nan
+    return frame
+
+
+def materialize_cli(selection: str, env: dict, config: str = "configs/smoke.yaml"):
+    """`dagster asset materialize` in a new process, as a user runs it (smoke config)."""
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "housing_assets.definitions",
+            "--select",
+            selection,
+            "-c",
+            str(REPO_ROOT / config),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
