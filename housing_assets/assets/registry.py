@@ -1,9 +1,6 @@
-import mlflow as mlf
 import pandas as pd
 import yaml
 from dagster import AssetExecutionContext, AssetKey, Config, MetadataValue, asset
-from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 
 from housing_assets import plots
 from housing_assets.datasets import HousingSplit, RegisteredModel, TunedParams
@@ -88,6 +85,9 @@ def registered_model(
     )
     example = input_example(train[FEATURE_COLUMNS])
 
+    import mlflow as mlf  # here, not at module level: loading the code location stays quick
+    from mlflow.models import infer_signature
+
     client = mlflow.client()
     name = mlflow.registered_model_name
     with mlflow.start_run(f"registered_model-{tuned_params.family}", tags={**tags}) as run:
@@ -168,6 +168,8 @@ def registered_model(
 
 
 def _champion_version(client, name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
     try:
         return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
@@ -176,5 +178,7 @@ def _champion_version(client, name: str) -> str | None:
 
 def _champion_metrics(client, name: str, test) -> dict[str, float]:
     """The current champion's metrics on the same test rows as the challenger."""
+    import mlflow as mlf
+
     champion = mlf.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     return regression_metrics(test[TARGET], champion.predict(test[FEATURE_COLUMNS]))
