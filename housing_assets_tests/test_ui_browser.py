@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from housing_assets_tests.support import (
     CONTRACT_ASSETS,
@@ -20,6 +21,14 @@ from housing_assets_tests.support import (
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
+# What a user types into the launchpad: a quick search (3 trials on 2 folds).
+LAUNCHPAD_YAML = """\
+ops:
+  tuned_params:
+    config:
+      n_trials: 3
+      cv_folds: 2
+"""
 
 
 @pytest.fixture
@@ -41,7 +50,7 @@ def dagster_dev(isolated_env, tmp_path):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev):
-    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster import AssetKey, DagsterInstance, DagsterRunStatus
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -82,19 +91,40 @@ def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev):
         expect(page.get_by_text("imputation_rmse").first).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "asset_checks.png"))
 
-        # Launch tuned_params+ in the smoke configuration from the UI and wait for success.
-        page.goto(f"{dagster_dev}/locations/housing_assets/jobs/retune_smoke_job")
-        page.get_by_role("button", name="Materialize all").click()
+        # Select tuned_params+ in the lineage's filter, open the launchpad, type a quick
+        # configuration in its YAML editor, launch, and wait for the run to succeed.
+        page.goto(f"{dagster_dev}/asset-groups")
+        page.locator(".CodeMirror").first.click()  # "Search and filter assets"
+        page.keyboard.type('key:"tuned_params"+')
+        page.keyboard.press("Enter")
+        for asset in ("tuned_params", "registered_model"):
+            expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+        expect(page.get_by_text("model_comparison", exact=True)).to_have_count(0)
+        materialize = page.get_by_role("button", name="Materialize all").locator("xpath=../..")
+        materialize.locator("button:has([aria-label=arrow_drop_down])").click()
+        page.get_by_text("Open launchpad").click()
+        launchpad = page.get_by_role("dialog")
+        editor = launchpad.locator(".CodeMirror").first
+        expect(editor).to_contain_text("n_trials")  # scaffolded with the defaults
+        editor.evaluate("(e, text) => e.CodeMirror.setValue(text)", LAUNCHPAD_YAML)
+        launch = launchpad.locator("button", has_text="Materialize").last
+        expect(launch).to_be_enabled()
+        page.screenshot(path=str(ARTIFACTS / "launchpad.png"))
+        launch.click()
+        page.wait_for_url("**/runs/**")
+        run_id = page.url.rstrip("/").split("/")[-1]
         instance = DagsterInstance.get()
         deadline = time.monotonic() + 400
-        while True:
-            runs = instance.get_runs(RunsFilter(job_name="retune_smoke_job"))
-            if runs and runs[0].is_finished:
-                break
+        while not (run := instance.get_run_by_id(run_id)).is_finished:
             assert time.monotonic() < deadline, "the run launched from the UI did not finish"
             time.sleep(2)
-        assert runs[0].status == DagsterRunStatus.SUCCESS
-        page.goto(f"{dagster_dev}/runs/{runs[0].run_id}")
+        assert run.status == DagsterRunStatus.SUCCESS
+        assert run.asset_selection == {AssetKey("tuned_params"), AssetKey("registered_model")}
+        assert run.run_config["ops"] == yaml.safe_load(LAUNCHPAD_YAML)["ops"]
+        trials = instance.get_latest_materialization_event(AssetKey("tuned_params"))
+        assert trials.run_id == run_id
+        assert trials.asset_materialization.metadata["trials"].value == 3
+        page.goto(f"{dagster_dev}/runs/{run_id}")
         expect(page.get_by_text("Success").first).to_be_visible()
         expect(page.get_by_text("Loading run logs")).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "run_success.png"))
