@@ -1,7 +1,8 @@
-# One image for the Dagster webserver, the daemon and this code location.
+# One image for the Dagster webserver, the daemon, this code location, the MLflow server and the model server.
 #   webserver:     dagster-webserver -h 0.0.0.0 -p 3000 -w workspace.yaml
 #   daemon:        dagster-daemon run -w workspace.yaml
 #   code location: dagster code-server start -h 0.0.0.0 -p 4000 -m housing_assets.definitions (default)
+#   MLflow server: mlflow server --host 0.0.0.0 --port 5000 ...;  model: housing-serve --host 0.0.0.0 --port 5001
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -26,5 +27,5 @@ COPY configs ./configs
 COPY deploy ./deploy
 RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR" && cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
-EXPOSE 3000 4000
+EXPOSE 3000 4000 5000 5001
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "housing_assets.definitions"]

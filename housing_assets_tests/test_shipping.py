@@ -11,12 +11,14 @@ import yaml
 from housing_assets_tests.support import REPO_ROOT
 
 
-def test_compose_runs_the_five_services_on_one_image():
+def test_compose_runs_the_services_on_one_image():
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "mlflow", "code", "webserver", "daemon"}
-    for name in ("code", "webserver", "daemon", "mlflow"):
+    assert set(services) == {"postgres", "mlflow", "code", "webserver", "daemon", "model"}
+    for name in ("code", "webserver", "daemon", "mlflow", "model"):
         assert services[name]["build"] == "."
+    assert services["model"]["command"].startswith("housing-serve ")
+    assert services["model"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert "dagster-webserver" in services["webserver"]["command"]
     assert "dagster-daemon run" in services["daemon"]["command"]
     env = services["daemon"]["environment"]
