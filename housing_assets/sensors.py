@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -16,7 +17,7 @@ from dagster import (
 )
 
 from housing_assets.jobs import retrain_job
-from housing_assets.landing import ACCEPTED, QUARANTINE, open_landing
+from housing_assets.landing import ACCEPTED, QUARANTINE, Landing, is_batch_name, open_landing
 from housing_assets.ml.schema import DataValidationError, validate_raw
 from housing_assets.ml.source import parse_payload
 from housing_assets.resources.source import HousingSource
@@ -26,6 +27,35 @@ CURSOR_MEMORY = 5000  # sha256s of processed batches kept in the cursor
 
 def _interval_s() -> int:
     return int(os.environ.get("HOUSING_SENSOR_INTERVAL_S", "30"))
+
+
+@dataclass
+class SensorCursor:
+    """What the sensor remembers between ticks: the sha256s of the batches it has processed (to
+    spot duplicates) and the names in ``accepted/`` that a run was requested for. A batch in
+    ``accepted/`` missing from ``requested`` was moved by a tick that failed before it returned
+    (say, a storage error on a later batch): the next tick requests its run."""
+
+    processed: list[str] = field(default_factory=list)
+    requested: set[str] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, text: str | None, landing: Landing) -> SensorCursor:
+        data = json.loads(text) if text else None
+        if isinstance(data, dict):
+            return cls(data["processed"], set(data["requested"]))
+        # A new sensor, or the cursor of an older version (a list of sha256s): batches already
+        # in accepted/ are part of the data and are not retrained for on their own.
+        return cls(data or [], set(_accepted_names(landing)))
+
+    def dump(self) -> str:
+        return json.dumps(
+            {"processed": self.processed[-CURSOR_MEMORY:], "requested": sorted(self.requested)}
+        )
+
+
+def _accepted_names(landing: Landing) -> list[str]:
+    return sorted(n for n in landing.list_names(ACCEPTED) if is_batch_name(n))
 
 
 def retrain_run_config() -> dict:
@@ -46,9 +76,18 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
     if not housing_source.landing_url:
         return SkipReason("no landing zone configured (HOUSING_LANDING_URL)")
     landing = open_landing(housing_source.landing_url)
-    processed: list[str] = json.loads(context.cursor or "[]")
-    seen = set(processed)
+    cursor = SensorCursor.load(context.cursor, landing)
+    seen = set(cursor.processed)
     accepted: list[tuple[str, str]] = []
+    for name in _accepted_names(landing):
+        if name not in cursor.requested:
+            sha256 = landing.read(name, ACCEPTED).sha256
+            accepted.append((name, sha256))
+            cursor.processed.append(sha256)
+            seen.add(sha256)
+            context.log.warning(
+                f"{ACCEPTED}/{name} was accepted by an interrupted tick: retraining"
+            )
     for name in landing.incoming():
         batch = landing.read(name)
         if batch.sha256 in seen:
@@ -69,9 +108,10 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
             where = landing.move(batch, ACCEPTED)
             accepted.append((where, batch.sha256))
             context.log.info(f"accepted {name} as {ACCEPTED}/{where}")
-        processed.append(batch.sha256)
+        cursor.processed.append(batch.sha256)
         seen.add(batch.sha256)
-    context.update_cursor(json.dumps(processed[-CURSOR_MEMORY:]))
+    cursor.requested |= {name for name, _ in accepted}
+    context.update_cursor(cursor.dump())
     if not accepted:
         return SkipReason("no new valid batch")
     return RunRequest(

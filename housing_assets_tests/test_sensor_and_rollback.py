@@ -38,7 +38,8 @@ def test_sensor_accepts_quarantines_and_never_repeats(tmp_path, raw_frame):
     assert "bad.csv: missing columns ['population']" in reason
     assert "corrupt archive" in (landing / "quarantine" / "corrupt.tgz.reason.txt").read_text()
     assert [p.name for p in landing.iterdir() if p.is_file()] == []
-    assert len(json.loads(cursor)) == 4
+    assert len(json.loads(cursor)["processed"]) == 4
+    assert json.loads(cursor)["requested"] == ["2026-01-a.csv", "2026-01-b.csv.gz"]
 
     # Nothing new: skip. The same content dropped again: quarantined as a duplicate, no run.
     again, cursor2 = _evaluate(landing, cursor)
@@ -50,6 +51,46 @@ def test_sensor_accepts_quarantines_and_never_repeats(tmp_path, raw_frame):
         "identical to a batch already processed"
         in (landing / "quarantine" / "copy-of-a.csv.reason.txt").read_text()
     )
+
+
+def test_a_batch_accepted_by_an_interrupted_tick_still_gets_its_run(
+    tmp_path, raw_frame, monkeypatch
+):
+    """A storage failure after one batch was moved to accepted/ fails the tick (its cursor is
+    not saved, no run): the next tick requests the run for it. The failure is simulated (a
+    patched write), the only stand-in here; everything else is the real sensor on a real folder."""
+    from housing_assets.landing import LocalLanding
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    idle, cursor = _evaluate(landing)  # an earlier tick, with nothing to do
+    assert isinstance(idle, SkipReason)
+    raw_frame.iloc[:40].to_csv(landing / "a.csv", index=False)
+    raw_frame.iloc[40:80].to_csv(landing / "b.csv", index=False)
+    write = LocalLanding.write
+
+    def failing_write(self, name, data, folder):
+        if name == "b.csv":
+            raise OSError("disk full")
+        write(self, name, data, folder)
+
+    monkeypatch.setattr(LocalLanding, "write", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        _evaluate(landing, cursor)
+    assert [p.name for p in (landing / "accepted").iterdir()] == ["a.csv"]
+    assert (landing / "b.csv").exists()  # nothing lost
+
+    monkeypatch.setattr(LocalLanding, "write", write)  # the storage is back
+    result, cursor = _evaluate(landing, cursor)
+    assert isinstance(result, RunRequest)
+    assert result.tags["housing/batches"] == "a.csv,b.csv"
+    again, _ = _evaluate(landing, cursor)
+    assert isinstance(again, SkipReason)  # each batch in exactly one run
+
+    # A cursor from before this change (a plain list of sha256s) is read, and batches already
+    # in accepted/ do not trigger a run of their own.
+    legacy = json.dumps(json.loads(cursor)["processed"])
+    assert isinstance(_evaluate(landing, legacy)[0], SkipReason)
 
 
 def test_raw_housing_source_reads_base_plus_accepted_batches(tmp_path, housing_tgz, raw_frame):
