@@ -27,11 +27,13 @@ from pathlib import Path
 import numpy as np
 from common import CONTRACT_ASSETS, DATASET, REPO, fresh_project_env
 
+from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS, GERON_TEST_METRICS
+
 BIN = Path(sys.executable).parent
 STEPS = CONTRACT_ASSETS  # the seven assets, in pipeline order
 ANCHORS = {
-    "blog pipeline (tuned RandomForest)": {"rmse": 53_277, "mape": 20.4, "within_10pct": 36.2},
-    "Géron, Hands-On ML 3rd ed.": {"rmse": 41_424},
+    "blog pipeline (tuned RandomForest)": BLOG_PIPELINE_TEST_METRICS,
+    "Géron, Hands-On ML 3rd ed.": GERON_TEST_METRICS,
 }
 DEFAULT_SOURCE = str(DATASET) if DATASET else None
 
@@ -167,7 +169,7 @@ def markdown(report: dict) -> str:
         ]
         for name, a in ANCHORS.items():
             lines.append(
-                f"| {name} | {a['rmse']:,} | {a.get('mape', '–')} | {a.get('within_10pct', '–')} |"
+                f"| {name} | {a['rmse']:,.0f} | {a.get('mape', '–')} | {a.get('within_10pct', '–')} |"
             )
         lines += [
             "",
