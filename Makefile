@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: setup run smoke dev test lint home clean
+.PHONY: setup run smoke dev serve test lint home clean
 
 setup: $(VENV)/.installed
 
@@ -33,12 +33,16 @@ smoke: setup home
 dev: setup home
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
+## The champion over HTTP on http://127.0.0.1:5001/invocations (after `make run`)
+serve: setup
+	$(BIN)/housing-serve --port 5001
+
 ## The test suite (unit tests, then end-to-end tests on the real data).
 test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check housing_assets housing_assets_tests
+	$(BIN)/ruff check housing_assets housing_assets_tests benchmarks
 
 clean:
 	rm -rf $(VENV) .dagster_home data wandb

@@ -43,7 +43,22 @@ def serve_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def main(argv: list[str] | None = None) -> None:
+def aliased_version(tracking_uri: str, model: str, alias: str) -> str:
+    """The version that ``alias`` points to; a ``LookupError`` that says what to do if none."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(model, alias).version)
+    except MlflowException as exc:
+        raise LookupError(
+            f"no version of {model!r} has the alias {alias!r} in {tracking_uri}: run the "
+            "pipeline first (`make run`), or set MLFLOW_TRACKING_URI to the registry that has it"
+        ) from exc
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="housing-serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
@@ -51,15 +66,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alias", default="champion", help="registry alias to serve")
     parser.add_argument("--model", default=MODEL_NAME)
     args = parser.parse_args(argv)
-    command = serve_command(
-        f"models:/{args.model}@{args.alias}", args.host, args.port, args.workers
-    )
     env = serve_environment()
+    try:
+        version = aliased_version(env["MLFLOW_TRACKING_URI"], args.model, args.alias)
+    except LookupError as exc:
+        print(f"housing-serve: {exc}", file=sys.stderr)
+        return 2
     print(
-        f"serving models:/{args.model}@{args.alias} from {env['MLFLOW_TRACKING_URI']}", flush=True
+        f"serving models:/{args.model}@{args.alias} (version {version}) from "
+        f"{env['MLFLOW_TRACKING_URI']} on http://{args.host}:{args.port}",
+        flush=True,
     )
+    uri = f"models:/{args.model}@{args.alias}"
+    command = serve_command(uri, args.host, args.port, args.workers)
     os.execve(command[0], command, env)
+    return 0  # not reached: execve replaces this process
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -105,40 +105,6 @@ def test_raw_housing_source_reads_base_plus_accepted_batches(tmp_path, housing_t
     assert len(lineage.loc["b1.csv", "sha256"]) == 64
 
 
-@pytest.fixture
-def registry(tmp_path, monkeypatch):
-    """A real MLflow sqlite registry with three versions of a tiny model; v3 is champion and
-    records v2 as the champion before it."""
-    import mlflow
-    from mlflow import MlflowClient
-    from sklearn.dummy import DummyRegressor
-
-    monkeypatch.setenv("HOUSING_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from housing_assets import settings
-
-    uri = settings.mlflow_tracking_uri()
-    (tmp_path / "data" / "mlflow").mkdir(parents=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
-    X = pd.DataFrame({"x": [1.0, 2.0]})
-    for value in (100.0, 200.0, 300.0):
-        with mlflow.start_run(experiment_id=exp):
-            model = DummyRegressor(strategy="constant", constant=value).fit(X, [0, 0])
-            mlflow.sklearn.log_model(
-                model,
-                name="m",
-                registered_model_name="housing_price_model",
-                pip_requirements=["scikit-learn"],
-                serialization_format="cloudpickle",
-            )
-    client = MlflowClient(uri, uri)
-    client.set_registered_model_alias("housing_price_model", "champion", "3")
-    client.set_model_version_tag("housing_price_model", "3", "previous_champion", "2")
-    return client, X
-
-
 def _serving(X):
     import mlflow
 

@@ -17,7 +17,6 @@ from housing_assets.resources import build_resources
 from housing_assets.smoke import SMOKE_RUN_CONFIG
 from housing_assets_tests.support import background_server, free_port
 
-pytestmark = pytest.mark.e2e
 MODEL_URI = "models:/housing_price_model@champion"
 
 
@@ -52,6 +51,7 @@ def served_champion(isolated_env, tmp_path):
         yield base, result.output_for_node("train_test_split").test
 
 
+@pytest.mark.e2e
 def test_server_matches_the_in_process_model_and_rejects_bad_requests(served_champion):
     import mlflow
 
@@ -83,3 +83,24 @@ def test_server_matches_the_in_process_model_and_rejects_bad_requests(served_cha
 
     status, body = post(f"{base}/invocations", {"dataframe_records": records[:1]})
     assert status == 200 and len(body["predictions"]) == 1  # still serving
+
+
+def test_housing_serve_names_a_missing_alias_and_its_store(registry, tmp_path, capsys, monkeypatch):
+    from housing_assets import serving, settings
+    from housing_assets.serving import aliased_version, main
+
+    def no_server(*args):
+        raise AssertionError(f"housing-serve started a server: {args[1]}")
+
+    monkeypatch.setattr(serving.os, "execve", no_server)
+    uri = settings.mlflow_tracking_uri()
+    assert aliased_version(uri, "housing_price_model", "champion") == "3"
+    assert main(["--alias", "canary"]) == 2  # refused before any server starts
+    err = capsys.readouterr().err
+    assert "'canary'" in err and uri in err and "make run" in err
+
+    # A store with no model (mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HOUSING_DATA_DIR", str(tmp_path / "empty"))
+    assert main([]) == 2
+    assert "'housing_price_model'" in capsys.readouterr().err
