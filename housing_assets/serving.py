@@ -1,86 +1,137 @@
-"""Serve the champion over HTTP: ``housing-serve [--port 5001] [--alias champion]``.
+"""Serve the champion over HTTP and follow it: ``housing-serve [--port 5001] [--alias champion]``.
 
-A thin front for ``mlflow models serve`` that reads the project's own tracking store (the
-embedded sqlite store in the data folder unless ``MLFLOW_TRACKING_URI`` says otherwise) and puts
-this environment's ``bin`` folder on PATH, because MLflow starts ``uvicorn`` from PATH.
+MLflow's own scoring server (the app ``mlflow models serve`` runs: ``/invocations``, ``/ping``,
+``/health``, ``/version``) for the version the alias points to, in this process. Every
+``--poll-s`` seconds the alias is looked up again; when a promotion or ``housing-rollback`` has
+moved it, the new version is loaded beside the old one and swapped in between requests, so the
+server keeps answering throughout. If the new version cannot be loaded, the old one keeps
+serving. Each response names the version that computed it (header ``x-model-version``).
+
+The registry is the project's own store (``MLFLOW_TRACKING_URI``, else the embedded sqlite store
+in the data folder).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
-from pathlib import Path
+import threading
+from typing import Any
 
 from housing_assets import settings
 from housing_assets.ml.registry import MODEL_NAME
 
-
-def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> list[str]:
-    """The ``mlflow models serve`` command line for ``model_uri`` in this environment."""
-    return [
-        str(Path(sys.executable).parent / "mlflow"),
-        "models",
-        "serve",
-        "-m",
-        model_uri,
-        "-h",
-        host,
-        "-p",
-        str(port),
-        "-w",
-        str(workers),
-        "--env-manager",
-        "local",  # the model's dependencies are this project's: no new virtualenv per start
-    ]
+log = logging.getLogger("housing-serve")
 
 
-def serve_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) with the tracking store and PATH set."""
-    env = dict(os.environ if base is None else base)
-    env.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri())
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def aliased_version(tracking_uri: str, model: str, alias: str) -> str:
+def aliased_version(client: Any, model: str, alias: str) -> str:
     """The version that ``alias`` points to; a ``LookupError`` that says what to do if none."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         return str(client.get_model_version_by_alias(model, alias).version)
     except MlflowException as exc:
         raise LookupError(
-            f"no version of {model!r} has the alias {alias!r} in {tracking_uri}: run the "
+            f"no version of {model!r} has the alias {alias!r} in {client.tracking_uri}: run the "
             "pipeline first (`make run`), or set MLFLOW_TRACKING_URI to the registry that has it"
         ) from exc
+
+
+class AliasFollowingApp:
+    """An ASGI app: MLflow's scoring app for the version ``alias`` points to, replaced by the
+    scoring app of the new version when the alias moves (see :meth:`refresh`)."""
+
+    def __init__(self, client: Any, model: str, alias: str):
+        self.client, self.model, self.alias = client, model, alias
+        self.version = aliased_version(client, model, alias)
+        self._app = self._scoring_app(self.version)
+        self._lock = threading.Lock()  # one refresh at a time
+
+    def _scoring_app(self, version: str):
+        import mlflow
+        from mlflow.pyfunc import scoring_server
+
+        return scoring_server.init(mlflow.pyfunc.load_model(f"models:/{self.model}/{version}"))
+
+    def refresh(self) -> bool:
+        """Serve the version the alias points to now; True if that changed the served version.
+        A registry or loading error is logged and the current version keeps serving."""
+        with self._lock:
+            try:
+                version = aliased_version(self.client, self.model, self.alias)
+                if version == self.version:
+                    return False
+                app = self._scoring_app(version)
+            except Exception:
+                log.exception(
+                    "could not refresh %s@%s; still serving version %s",
+                    self.model,
+                    self.alias,
+                    self.version,
+                )
+                return False
+            log.info(
+                "%s@%s moved to version %s (was %s)", self.model, self.alias, version, self.version
+            )
+            self._app, self.version = app, version  # requests already running finish on the old
+            return True
+
+    def follow(self, poll_s: float, stop: threading.Event) -> None:
+        """Refresh every ``poll_s`` seconds until ``stop`` is set (run it in a thread)."""
+        while not stop.wait(poll_s):
+            self.refresh()
+
+    async def __call__(self, scope, receive, send) -> None:
+        app, version = self._app, self.version
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_version(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                message = {**message, "headers": [*headers, (b"x-model-version", version.encode())]}
+            await send(message)
+
+        await app(scope, receive, send_with_version)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="housing-serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
-    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--alias", default="champion", help="registry alias to serve")
     parser.add_argument("--model", default=MODEL_NAME)
+    parser.add_argument("--poll-s", type=float, default=30.0, help="how often to check the alias")
     args = parser.parse_args(argv)
-    env = serve_environment()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    import mlflow
+
+    uri = settings.mlflow_tracking_uri()
+    mlflow.set_tracking_uri(uri)  # models:/ URIs are resolved against the global registry
+    mlflow.set_registry_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        version = aliased_version(env["MLFLOW_TRACKING_URI"], args.model, args.alias)
+        app = AliasFollowingApp(client, args.model, args.alias)
     except LookupError as exc:
         print(f"housing-serve: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"serving models:/{args.model}@{args.alias} (version {version}) from "
-        f"{env['MLFLOW_TRACKING_URI']} on http://{args.host}:{args.port}",
-        flush=True,
+    where = f"http://{args.host}:{args.port}"
+    log.info(
+        "serving %s@%s (version %s) from %s on %s", args.model, args.alias, app.version, uri, where
     )
-    uri = f"models:/{args.model}@{args.alias}"
-    command = serve_command(uri, args.host, args.port, args.workers)
-    os.execve(command[0], command, env)
-    return 0  # not reached: execve replaces this process
+
+    import uvicorn
+
+    stop = threading.Event()
+    threading.Thread(target=app.follow, args=(args.poll_s, stop), daemon=True).start()
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        stop.set()
+    return 0
 
 
 if __name__ == "__main__":

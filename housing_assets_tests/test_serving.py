@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -45,7 +46,7 @@ def served_champion(isolated_env, tmp_path):
     assert result.success
     port = free_port()
     command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # as a user runs it
     base = f"http://127.0.0.1:{port}"
     with background_server(command, f"{base}/ping", env=env, log_path=tmp_path / "serve.log"):
         yield base, result.output_for_node("train_test_split").test
@@ -86,15 +87,9 @@ def test_server_matches_the_in_process_model_and_rejects_bad_requests(served_cha
 
 
 def test_housing_serve_names_a_missing_alias_and_its_store(registry, tmp_path, capsys, monkeypatch):
-    from housing_assets import serving, settings
-    from housing_assets.serving import aliased_version, main
+    from housing_assets.serving import main
 
-    def no_server(*args):
-        raise AssertionError(f"housing-serve started a server: {args[1]}")
-
-    monkeypatch.setattr(serving.os, "execve", no_server)
-    uri = settings.mlflow_tracking_uri()
-    assert aliased_version(uri, "housing_price_model", "champion") == "3"
+    uri = registry[0].tracking_uri
     assert main(["--alias", "canary"]) == 2  # refused before any server starts
     err = capsys.readouterr().err
     assert "'canary'" in err and uri in err and "make run" in err
@@ -104,3 +99,37 @@ def test_housing_serve_names_a_missing_alias_and_its_store(registry, tmp_path, c
     monkeypatch.setenv("HOUSING_DATA_DIR", str(tmp_path / "empty"))
     assert main([]) == 2
     assert "'housing_price_model'" in capsys.readouterr().err
+
+
+def test_housing_serve_follows_the_champion_without_a_restart(registry, tmp_path):
+    """The real server on the real registry: a rollback moves `champion` from v3 to v2 and the
+    running server answers with v2 within a few polls, never failing a request meanwhile."""
+    from housing_assets.rollback import main as rollback
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # as a user runs it
+    rows = {"dataframe_records": [{"x": 1.0}]}
+    with background_server(
+        [*command, "--poll-s", "0.5"], f"{base}/ping", env=env, log_path=tmp_path / "serve.log"
+    ):
+        status, body, version = post_with_version(f"{base}/invocations", rows)
+        assert (status, body["predictions"], version) == (200, [300.0], "3")
+
+        assert rollback(["--reason", "test the server follows"]) == 0
+        deadline = time.monotonic() + 30
+        while version == "3":
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
+            status, body, version = post_with_version(f"{base}/invocations", rows)
+            assert status == 200, body  # served by one version or the other, never an error
+        assert (body["predictions"], version) == ([200.0], "2")
+    assert "moved to version 2 (was 3)" in (tmp_path / "serve.log").read_text()
+
+
+def post_with_version(url: str, payload: dict) -> tuple[int, dict, str]:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, json.loads(response.read()), response.headers["x-model-version"]
