@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -124,7 +126,20 @@ def test_housing_serve_follows_the_champion_without_a_restart(registry, tmp_path
             status, body, version = post_with_version(f"{base}/invocations", rows)
             assert status == 200, body  # served by one version or the other, never an error
         assert (body["predictions"], version) == ([200.0], "2")
-    assert "moved to version 2 (was 3)" in (tmp_path / "serve.log").read_text()
+
+        # A champion whose files are gone cannot be loaded: the server keeps serving v2.
+        client = registry[0]
+        broken = client.get_model_version_download_uri("housing_price_model", "1")
+        shutil.rmtree(urllib.parse.urlparse(broken).path)
+        client.set_registered_model_alias("housing_price_model", "champion", "1")
+        log = tmp_path / "serve.log"
+        deadline = time.monotonic() + 30
+        while "could not refresh" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        status, body, version = post_with_version(f"{base}/invocations", rows)
+        assert (status, body["predictions"], version) == (200, [200.0], "2")
+    assert "moved to version 2 (was 3)" in log.read_text()
 
 
 def post_with_version(url: str, payload: dict) -> tuple[int, dict, str]:
