@@ -44,9 +44,16 @@ class AliasFollowingApp:
 
     def __init__(self, client: Any, model: str, alias: str):
         self.client, self.model, self.alias = client, model, alias
-        self.version = aliased_version(client, model, alias)
-        self._app = self._scoring_app(self.version)
+        version = aliased_version(client, model, alias)
+        # (version, scoring app), replaced as one object so a request never mixes the two.
+        self._current = (version, self._scoring_app(version))
         self._lock = threading.Lock()  # one refresh at a time
+        self._failed: str | None = None  # the last version that could not be loaded
+
+    @property
+    def version(self) -> str:
+        """The version being served."""
+        return self._current[0]
 
     def _scoring_app(self, version: str):
         import mlflow
@@ -58,23 +65,23 @@ class AliasFollowingApp:
         """Serve the version the alias points to now; True if that changed the served version.
         A registry or loading error is logged and the current version keeps serving."""
         with self._lock:
+            version = self.version
             try:
                 version = aliased_version(self.client, self.model, self.alias)
                 if version == self.version:
                     return False
                 app = self._scoring_app(version)
-            except Exception:
-                log.exception(
-                    "could not refresh %s@%s; still serving version %s",
-                    self.model,
-                    self.alias,
-                    self.version,
-                )
+            except Exception as exc:
+                # Tried again at every poll (the cause may pass); the traceback is logged once.
+                message = "could not refresh %s@%s (version %s): %s; still serving version %s"
+                details = (self.model, self.alias, version, exc, self.version)
+                log.error(message, *details, exc_info=version != self._failed)
+                self._failed = version
                 return False
             log.info(
                 "%s@%s moved to version %s (was %s)", self.model, self.alias, version, self.version
             )
-            self._app, self.version = app, version  # requests already running finish on the old
+            self._current = (version, app)  # requests already running finish on the old app
             return True
 
     def follow(self, poll_s: float, stop: threading.Event) -> None:
@@ -83,7 +90,7 @@ class AliasFollowingApp:
             self.refresh()
 
     async def __call__(self, scope, receive, send) -> None:
-        app, version = self._app, self.version
+        version, app = self._current
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
