@@ -54,10 +54,12 @@ class Landing:
         """Batch files waiting at the top level, oldest name first."""
         return sorted(n for n in self.list_names() if is_batch_name(n))
 
+    def accepted_names(self) -> list[str]:
+        """Batch files in ``accepted/``, oldest name first."""
+        return sorted(n for n in self.list_names(ACCEPTED) if is_batch_name(n))
+
     def accepted(self) -> list[Batch]:
-        return [
-            self.read(n, ACCEPTED) for n in sorted(self.list_names(ACCEPTED)) if is_batch_name(n)
-        ]
+        return [self.read(n, ACCEPTED) for n in self.accepted_names()]
 
     def move(self, batch: Batch, folder: str, reason: str | None = None) -> str:
         """Move an incoming batch into ``folder`` (copy, then remove); returns its new name."""

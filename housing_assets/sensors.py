@@ -17,7 +17,7 @@ from dagster import (
 )
 
 from housing_assets.jobs import retrain_job
-from housing_assets.landing import ACCEPTED, QUARANTINE, Landing, is_batch_name, open_landing
+from housing_assets.landing import ACCEPTED, QUARANTINE, Landing, open_landing
 from housing_assets.ml.schema import DataValidationError, validate_raw
 from housing_assets.ml.source import parse_payload
 from housing_assets.resources.source import HousingSource
@@ -46,16 +46,12 @@ class SensorCursor:
             return cls(data["processed"], set(data["requested"]))
         # A new sensor, or the cursor of an older version (a list of sha256s): batches already
         # in accepted/ are part of the data and are not retrained for on their own.
-        return cls(data or [], set(_accepted_names(landing)))
+        return cls(data or [], set(landing.accepted_names()))
 
     def dump(self) -> str:
         return json.dumps(
             {"processed": self.processed[-CURSOR_MEMORY:], "requested": sorted(self.requested)}
         )
-
-
-def _accepted_names(landing: Landing) -> list[str]:
-    return sorted(n for n in landing.list_names(ACCEPTED) if is_batch_name(n))
 
 
 def retrain_run_config() -> dict:
@@ -79,7 +75,7 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
     cursor = SensorCursor.load(context.cursor, landing)
     seen = set(cursor.processed)
     accepted: list[tuple[str, str]] = []
-    for name in _accepted_names(landing):
+    for name in landing.accepted_names():
         if name not in cursor.requested:
             sha256 = landing.read(name, ACCEPTED).sha256
             accepted.append((name, sha256))

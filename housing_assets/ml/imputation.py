@@ -18,6 +18,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
+from housing_assets.ml.sampling import bounded_rows
+
 
 class ScaledKNNImputer(TransformerMixin, BaseEstimator):
     """KNN imputation on standardised columns, returned on the original scale.
@@ -36,11 +38,7 @@ class ScaledKNNImputer(TransformerMixin, BaseEstimator):
         self.mean_ = np.nanmean(X, axis=0)
         self.scale_ = np.nanstd(X, axis=0)
         self.scale_[self.scale_ == 0] = 1.0
-        if len(X) > self.max_fit_rows:
-            rows = np.random.default_rng(self.random_state).choice(
-                len(X), self.max_fit_rows, replace=False
-            )
-            X = X[rows]
+        X = X[bounded_rows(len(X), self.max_fit_rows, self.random_state)]
         self.imputer_ = KNNImputer(n_neighbors=self.n_neighbors).fit((X - self.mean_) / self.scale_)
         self.n_features_in_ = X.shape[1]
         return self

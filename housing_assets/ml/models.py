@@ -18,6 +18,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.tree import DecisionTreeRegressor
 
 from housing_assets.ml.cv import FoldCache, cv_metrics
+from housing_assets.ml.sampling import bounded_rows
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,8 @@ class SampledKNeighborsRegressor(KNeighborsRegressor):
 
     def fit(self, X, y):
         X, y = np.asarray(X), np.asarray(y)
-        if len(X) > self.max_fit_rows:
-            rows = np.random.default_rng(self.random_state).choice(
-                len(X), self.max_fit_rows, replace=False
-            )
-            X, y = X[rows], y[rows]
-        return super().fit(X, y)
+        rows = bounded_rows(len(X), self.max_fit_rows, self.random_state)
+        return super().fit(X[rows], y[rows])
 
 
 def _lightgbm(n_jobs: int = 2, **params) -> LGBMRegressor:

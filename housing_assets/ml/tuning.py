@@ -80,6 +80,9 @@ class TuningResult:
     study: optuna.Study
 
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # the trials that count toward n_trials
+
+
 @dataclass
 class SearchJob:
     """Everything a process needs to run trials of one study (picklable for worker processes)."""
@@ -130,16 +133,16 @@ class SearchJob:
     ) -> None:
         """Run trials until the *study* holds ``n_trials`` finished ones (shared with workers)."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        limit = MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if _finished(study) >= n_trials:
+        limit = MaxTrialsCallback(n_trials, states=FINISHED)
+        if len(_finished_trials(study)) >= n_trials:
             return
         study.optimize(
             self.objective, n_trials=n_trials, timeout=timeout_s, callbacks=[limit, *callbacks]
         )
 
 
-def _finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+def _finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=FINISHED)
 
 
 def tune(
@@ -189,8 +192,7 @@ def tune(
 
     with _worker_processes(job, storage, study.study_name, n_trials, timeout_s, n_workers - 1):
         job.optimize(study, n_trials, timeout_s, callbacks=[lambda s, t: report(t)])
-    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    for trial in sorted(finished, key=lambda t: t.number):  # trials the workers ran
+    for trial in sorted(_finished_trials(study), key=lambda t: t.number):  # the workers' trials
         report(trial)
     trials = pd.DataFrame([_record(t).__dict__ for t in study.trials])
     best = study.best_trial
