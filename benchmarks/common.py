@@ -13,11 +13,17 @@ from housing_assets_tests import support  # noqa: E402
 from housing_assets_tests.support import (  # noqa: E402, F401
     CONTRACT_ASSETS,
     background_server,
+    execute_job_cli,
     free_port,
 )
 
 # The real dataset beside the repository (../shared/data/housing.tgz), if it is there.
 DATASET: Path | None = support.find_dataset()
+# Where the scripts read the data: HOUSING_SOURCE_URL, else that copy (None: the project's own
+# default, the download).
+DEFAULT_SOURCE: str | None = os.environ.get("HOUSING_SOURCE_URL") or (
+    str(DATASET) if DATASET else None
+)
 
 
 def fresh_project_env(tmp: str | Path, source: str, **extra: str) -> dict[str, str]:

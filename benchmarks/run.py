@@ -25,17 +25,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import CONTRACT_ASSETS, DATASET, REPO, fresh_project_env
+from common import CONTRACT_ASSETS, DEFAULT_SOURCE, REPO, execute_job_cli, fresh_project_env
 
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS, GERON_TEST_METRICS
 
-BIN = Path(sys.executable).parent
 STEPS = CONTRACT_ASSETS  # the seven assets, in pipeline order
 ANCHORS = {
     "blog pipeline (tuned RandomForest)": BLOG_PIPELINE_TEST_METRICS,
     "Géron, Hands-On ML 3rd ed.": GERON_TEST_METRICS,
 }
-DEFAULT_SOURCE = str(DATASET) if DATASET else None
 
 
 def dagster_run(job: str, source: str) -> dict:
@@ -43,13 +41,7 @@ def dagster_run(job: str, source: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = fresh_project_env(tmp, source)
         start = time.perf_counter()
-        subprocess.run(
-            [str(BIN / "dagster"), "job", "execute", "-m", "housing_assets.definitions", "-j", job],
-            cwd=REPO,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        execute_job_cli(job, env, check=True, timeout=None)
         wall = time.perf_counter() - start
         probe = subprocess.run(
             [sys.executable, "-c", _PROBE],
@@ -109,12 +101,17 @@ def _median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
 
 
+def _step_rows(scaling: list[dict], step: str) -> list[dict]:
+    """One step's measurements across the scaling runs, smallest data first."""
+    return [r for s in scaling for r in s["steps"] if r.get("step") == step]
+
+
 def growth_exponents(scaling: list[dict]) -> dict[str, float]:
     """Slope of log(time) against log(rows) per step (1 = linear; n log n over 1x-8x of this
     data is about 1.1-1.2)."""
     out = {}
     for step in STEPS[1:]:
-        rows = [r for s in scaling for r in s["steps"] if r.get("step") == step]
+        rows = _step_rows(scaling, step)
         if len(rows) >= 2:
             x = np.log([r["rows"] for r in rows])
             y = np.log([max(r["seconds"], 1e-3) for r in rows])
@@ -134,7 +131,7 @@ def plots(scaling: list[dict], out: Path) -> None:
     ]:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for step in STEPS[1:]:
-            rows = [r for s in scaling for r in s["steps"] if r.get("step") == step]
+            rows = _step_rows(scaling, step)
             ax.plot([r["rows"] for r in rows], [r[key] for r in rows], marker="o", label=step)
         ax.set(
             xscale="log",
@@ -249,7 +246,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default=os.environ.get("HOUSING_SOURCE_URL", DEFAULT_SOURCE))
+    parser.add_argument("--source", default=DEFAULT_SOURCE)
     parser.add_argument(
         "--scales",
         type=float,

@@ -18,14 +18,14 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import DATASET, REPO, background_server, free_port
+from common import DEFAULT_SOURCE, REPO, background_server, free_port
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=300)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--source", default=os.environ.get("HOUSING_SOURCE_URL", str(DATASET)))
+    parser.add_argument("--source", default=DEFAULT_SOURCE)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 

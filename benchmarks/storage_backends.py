@@ -13,36 +13,18 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import DATASET, REPO, free_port, fresh_project_env
+from common import DEFAULT_SOURCE, REPO, execute_job_cli, free_port, fresh_project_env
 
 
 def run_smoke(extra_env: dict[str, str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        env = fresh_project_env(
-            tmp, os.environ.get("HOUSING_SOURCE_URL", str(DATASET)), **extra_env
-        )
+        env = fresh_project_env(tmp, DEFAULT_SOURCE, **extra_env)
         start = time.perf_counter()
-        subprocess.run(
-            [
-                str(Path(sys.executable).parent / "dagster"),
-                "job",
-                "execute",
-                "-m",
-                "housing_assets.definitions",
-                "-j",
-                "housing_smoke_job",
-            ],
-            cwd=REPO,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        execute_job_cli("housing_smoke_job", env, check=True)
         return time.perf_counter() - start
 
 

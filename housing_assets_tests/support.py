@@ -142,21 +142,29 @@ def make_synthetic_housing(n: int = 600, seed: int = 0, missing: int = 20) -> pd
 
 def materialize_cli(selection: str, env: dict, config: str = "configs/smoke.yaml"):
     """`dagster asset materialize` in a new process, as a user runs it (smoke config)."""
+    options = ["--select", selection, "-c", str(REPO_ROOT / config)]
+    return _dagster_cli(["asset", "materialize"], options, env)
+
+
+def execute_job_cli(job: str, env: dict, **run_options):
+    """`dagster job execute` of ``job`` in a new process, as `make run` does; ``run_options``
+    go to subprocess.run (e.g. check=True)."""
+    return _dagster_cli(["job", "execute"], ["-j", job], env, **run_options)
+
+
+def _dagster_cli(command: list[str], options: list[str], env: dict, **run_options):
+    """The dagster CLI on this code location, from the repository root, output captured."""
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "dagster"),
-            "asset",
-            "materialize",
+            *command,
             "-m",
             "housing_assets.definitions",
-            "--select",
-            selection,
-            "-c",
-            str(REPO_ROOT / config),
+            *options,
         ],
         cwd=REPO_ROOT,
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=900,
+        **{"timeout": 900, **run_options},
     )

@@ -13,6 +13,13 @@ from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
 from housing_assets.ml.tuning import tune
 
 
+def synthetic_folds(frame, n_folds: int) -> FoldCache:
+    """CV folds of synthetic rows with a quick feature spec (median imputation, 3 clusters)."""
+    return FoldCache(
+        frame[FEATURE_COLUMNS], frame[TARGET], FeatureSpec("median", n_clusters=3), n_folds=n_folds
+    )
+
+
 def test_masked_reconstruction_ranks_a_model_above_the_median(synthetic_housing):
     numeric = synthetic_housing[NUMERIC_FEATURES]
     result = masked_reconstruction(
@@ -85,12 +92,7 @@ def test_fold_cache_matches_refitting_the_whole_pipeline(synthetic_housing):
 
 
 def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
-    cache = FoldCache(
-        synthetic_housing[FEATURE_COLUMNS],
-        synthetic_housing[TARGET],
-        FeatureSpec("median", n_clusters=3),
-        n_folds=2,
-    )
+    cache = synthetic_folds(synthetic_housing, n_folds=2)
     grids = {
         "linear": {"alpha": [1.0]},
         "tree": {"max_depth": [2, 6]},
@@ -109,12 +111,7 @@ def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
 
 
 def test_tune_records_every_trial_and_stays_in_the_space(synthetic_housing):
-    cache = FoldCache(
-        synthetic_housing[FEATURE_COLUMNS],
-        synthetic_housing[TARGET],
-        FeatureSpec("median", n_clusters=3),
-        n_folds=3,
-    )
+    cache = synthetic_folds(synthetic_housing, n_folds=3)
     seen = []
     result = tune(
         cache,
@@ -172,12 +169,7 @@ def test_imputation_ties_go_to_the_fastest_strategy(synthetic_housing):
 
 
 def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path):
-    cache = FoldCache(
-        synthetic_housing[FEATURE_COLUMNS],
-        synthetic_housing[TARGET],
-        FeatureSpec("median", n_clusters=3),
-        n_folds=2,
-    )
+    cache = synthetic_folds(synthetic_housing, n_folds=2)
     seen = []
     # Forest trials take long enough (~0.5 s) for the worker process to start and join.
     result = tune(
@@ -198,12 +190,7 @@ def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path):
 
 
 def test_tuning_is_reproducible(synthetic_housing):
-    cache = FoldCache(
-        synthetic_housing[FEATURE_COLUMNS],
-        synthetic_housing[TARGET],
-        FeatureSpec("median", n_clusters=3),
-        n_folds=3,
-    )
+    cache = synthetic_folds(synthetic_housing, n_folds=3)
     first = tune(cache, "tree", n_trials=10, metric="rmse", seed=7)
     second = tune(cache, "tree", n_trials=10, metric="rmse", seed=7)
     assert list(first.trials["state"]) == list(second.trials["state"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from housing_assets_tests.support import REPO_ROOT
+from housing_assets_tests.support import REPO_ROOT, execute_job_cli
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -52,22 +52,7 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
     }
 
     # A champion to start from.
-    first = subprocess.run(
-        [
-            str(BIN / "dagster"),
-            "job",
-            "execute",
-            "-m",
-            "housing_assets.definitions",
-            "-j",
-            "housing_smoke_job",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    first = execute_job_cli("housing_smoke_job", env, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     tracking = f"sqlite:///{Path(isolated_env['HOUSING_DATA_DIR']) / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(tracking, tracking)
