@@ -73,6 +73,7 @@ def isolated_env(tmp_path, monkeypatch, http_server):
     env = fresh_project_env(tmp_path, f"{http_server}/housing.tgz")
     for name in (
         "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",  # mlflow.set_registry_uri() exports it, e.g. in an earlier test
         "HOUSING_GCS_BUCKET",
         "HOUSING_LANDING_URL",
         "STORAGE_EMULATOR_HOST",
@@ -121,6 +122,9 @@ def registry(tmp_path, monkeypatch):
 
     uri = settings.mlflow_tracking_uri()
     (tmp_path / "data" / "mlflow").mkdir(parents=True)
+    # mlflow.set_*_uri export these variables; set through monkeypatch, they end with the test.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())

@@ -25,7 +25,8 @@ def test_cli_full_then_tuned_params_plus(isolated_env):
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(isolated_env_tracking_uri(isolated_env))
+    store = isolated_env_tracking_uri(isolated_env)
+    client = MlflowClient(store, registry_uri=store)  # not MLflow's process-wide registry URI
     versions = client.search_model_versions("name='housing_price_model'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
 
