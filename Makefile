@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q "uv==$(UV_VERSION)"
 	$(PYTHON) -m uv venv --seed --allow-existing -q -p $(PYTHON) $(VENV)
-	$(PYTHON) -m uv pip install -q -p $(BIN)/python -e ".[test]"
+	$(PYTHON) -m uv pip install -q -p $(BIN)/python -e ".[deploy,test]"
 	@touch $@
 
 home:

@@ -7,6 +7,11 @@ moved it, the new version is loaded beside the old one and swapped in between re
 server keeps answering throughout. If the new version cannot be loaded, the old one keeps
 serving. Each response names the version that computed it (header ``x-model-version``).
 
+``/status`` answers for the server itself (JSON: model, alias, served version, state): 200 while
+the registry answers, 503 when its last lookup failed. With ``--wait`` (deployments) the server
+also starts before the alias exists: until the first pipeline run registers a champion, model
+endpoints answer 503 saying so, and the first champion is picked up at the next poll.
+
 The registry is the project's own store (``MLFLOW_TRACKING_URI``, else the embedded sqlite store
 in the data folder).
 """
@@ -14,6 +19,7 @@ in the data folder).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
@@ -24,15 +30,26 @@ from housing_assets.ml.registry import MODEL_NAME
 
 log = logging.getLogger("housing-serve")
 
+# MLflow error codes meaning "there is no such model or alias" (anything else is the registry
+# failing, which must not be mistaken for a missing champion).
+_NOT_THERE = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+class AliasMissingError(LookupError):
+    """The model or its alias does not exist (yet)."""
+
 
 def aliased_version(client: Any, model: str, alias: str) -> str:
-    """The version that ``alias`` points to; a ``LookupError`` that says what to do if none."""
+    """The version that ``alias`` points to; :class:`AliasMissingError` saying what to do if none.
+    Other registry failures (unreachable server, ...) propagate as they are."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client.get_model_version_by_alias(model, alias).version)
     except MlflowException as exc:
-        raise LookupError(
+        if exc.error_code not in _NOT_THERE:
+            raise
+        raise AliasMissingError(
             f"no version of {model!r} has the alias {alias!r} in {client.tracking_uri}: run the "
             "pipeline first (`make run`), or set MLFLOW_TRACKING_URI to the registry that has it"
         ) from exc
@@ -40,20 +57,30 @@ def aliased_version(client: Any, model: str, alias: str) -> str:
 
 class AliasFollowingApp:
     """An ASGI app: MLflow's scoring app for the version ``alias`` points to, replaced by the
-    scoring app of the new version when the alias moves (see :meth:`refresh`)."""
+    scoring app of the new version when the alias moves (see :meth:`refresh`).
 
-    def __init__(self, client: Any, model: str, alias: str):
+    Without ``wait`` the alias must exist at start (:class:`AliasMissingError` otherwise); with
+    it, the app starts empty and model endpoints answer 503 until the alias appears.
+    """
+
+    def __init__(self, client: Any, model: str, alias: str, wait: bool = False):
         self.client, self.model, self.alias = client, model, alias
-        version = aliased_version(client, model, alias)
         # (version, scoring app), replaced as one object so a request never mixes the two.
-        self._current = (version, self._scoring_app(version))
+        self._current: tuple[str, Any] | None = None
         self._lock = threading.Lock()  # one refresh at a time
         self._failed: str | None = None  # the last version that could not be loaded
+        self._problem: str | None = None  # why the last lookup failed (None: it worked)
+        self._waiting: str | None = None  # why there is nothing to serve yet
+        if wait:
+            self.refresh()
+        else:
+            version = aliased_version(client, model, alias)
+            self._current = (version, self._scoring_app(version))
 
     @property
-    def version(self) -> str:
-        """The version being served."""
-        return self._current[0]
+    def version(self) -> str | None:
+        """The version being served (None while waiting for the alias)."""
+        return self._current[0] if self._current else None
 
     def _scoring_app(self, version: str):
         import mlflow
@@ -68,11 +95,22 @@ class AliasFollowingApp:
             version = self.version
             try:
                 version = aliased_version(self.client, self.model, self.alias)
+                self._problem = None
                 if version == self.version:
                     return False
                 app = self._scoring_app(version)
+            except AliasMissingError as exc:
+                self._problem = None
+                if self._current is None:
+                    if self._waiting is None:
+                        log.warning("waiting: %s", exc)
+                    self._waiting = str(exc)
+                else:
+                    log.error("%s; still serving version %s", exc, self.version)
+                return False
             except Exception as exc:
                 # Tried again at every poll (the cause may pass); the traceback is logged once.
+                self._problem = f"{type(exc).__name__}: {exc}"
                 message = "could not refresh %s@%s (version %s): %s; still serving version %s"
                 details = (self.model, self.alias, version, exc, self.version)
                 log.error(message, *details, exc_info=version != self._failed)
@@ -82,6 +120,7 @@ class AliasFollowingApp:
                 "%s@%s moved to version %s (was %s)", self.model, self.alias, version, self.version
             )
             self._current = (version, app)  # requests already running finish on the old app
+            self._waiting = None
             return True
 
     def follow(self, poll_s: float, stop: threading.Event) -> None:
@@ -89,11 +128,36 @@ class AliasFollowingApp:
         while not stop.wait(poll_s):
             self.refresh()
 
+    def status(self) -> tuple[int, dict[str, Any]]:
+        """The server's own state: 503 only when the registry's last answer was an error."""
+        state = "serving" if self._current else "waiting for the alias"
+        body = {"model": self.model, "alias": self.alias, "version": self.version, "state": state}
+        if self._waiting and not self._current:
+            body["reason"] = self._waiting
+        if self._problem:
+            body["registry_error"] = self._problem
+        return (503 if self._problem else 200), body
+
     async def __call__(self, scope, receive, send) -> None:
-        version, app = self._current
+        current = self._current
         if scope["type"] != "http":
-            await app(scope, receive, send)
+            if current is not None:
+                await current[1](scope, receive, send)
             return
+        if scope["path"] == "/status":
+            await _send_json(send, *self.status())
+            return
+        if current is None:
+            await _send_json(
+                send,
+                503,
+                {
+                    "error_code": "NO_MODEL_VERSION",
+                    "message": self._waiting or f"{self.model}@{self.alias} is not loaded yet",
+                },
+            )
+            return
+        version, app = current
 
         async def send_with_version(message) -> None:
             if message["type"] == "http.response.start":
@@ -104,6 +168,13 @@ class AliasFollowingApp:
         await app(scope, receive, send_with_version)
 
 
+async def _send_json(send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="housing-serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -111,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alias", default="champion", help="registry alias to serve")
     parser.add_argument("--model", default=MODEL_NAME)
     parser.add_argument("--poll-s", type=float, default=30.0, help="how often to check the alias")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="start even if the alias does not exist yet (503 until it does), as a deployment "
+        "does before its first pipeline run",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -121,14 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        app = AliasFollowingApp(client, args.model, args.alias)
-    except LookupError as exc:
+        app = AliasFollowingApp(client, args.model, args.alias, wait=args.wait)
+    except AliasMissingError as exc:
         print(f"housing-serve: {exc}", file=sys.stderr)
         return 2
     where = f"http://{args.host}:{args.port}"
-    log.info(
-        "serving %s@%s (version %s) from %s on %s", args.model, args.alias, app.version, uri, where
-    )
+    served = f"version {app.version}" if app.version else "nothing yet: waiting for the alias"
+    log.info("serving %s@%s (%s) from %s on %s", args.model, args.alias, served, uri, where)
 
     import uvicorn
 
