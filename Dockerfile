@@ -49,7 +49,7 @@ RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR/landing" \
     && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
     && chown -R housing:housing "$DAGSTER_HOME" "$HOUSING_DATA_DIR"
 
-USER housing
+USER 1000:1000
 EXPOSE 3000 4000 5000 5001
 ENTRYPOINT ["/opt/dagster/app/deploy/entrypoint.sh"]
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "housing_assets.definitions"]

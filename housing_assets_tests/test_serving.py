@@ -148,3 +148,29 @@ def post_with_version(url: str, payload: dict) -> tuple[int, dict, str]:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, json.loads(response.read()), response.headers["x-model-version"]
+
+
+def test_housing_serve_waits_for_the_alias_then_serves_it(registry, tmp_path):
+    """--wait (the deployment's model service): up before the alias exists, 503 saying so, then
+    the version the alias gets at the next poll, without a restart."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
+    command += ["--alias", "canary", "--wait", "--poll-s", "0.5"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    with background_server(command, f"{base}/status", env=env, log_path=tmp_path / "serve.log"):
+        with urllib.request.urlopen(f"{base}/status", timeout=10) as response:
+            status = json.loads(response.read())
+        assert (status["state"], status["version"]) == ("waiting for the alias", None)
+        assert "'canary'" in status["reason"]
+        code, body = post(f"{base}/invocations", {"dataframe_records": [{"x": 1.0}]})
+        assert code == 503 and body["error_code"] == "NO_MODEL_VERSION"
+
+        registry[0].set_registered_model_alias("housing_price_model", "canary", "2")
+        deadline = time.monotonic() + 30
+        while (code := post(f"{base}/invocations", {"dataframe_records": [{"x": 1.0}]})[0]) != 200:
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.2)
+        assert post_with_version(f"{base}/invocations", {"dataframe_records": [{"x": 1.0}]})[
+            1:
+        ] == ({"predictions": [200.0]}, "2")

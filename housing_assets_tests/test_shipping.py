@@ -1,5 +1,6 @@
-"""Static checks of the shipping files (no Docker engine runs on these machines)."""
+"""Static checks of the shipping files (test_deployment.py runs them under a real engine)."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,14 @@ def test_compose_runs_the_services_on_one_image():
     services = compose["services"]
     assert set(services) == {"postgres", "mlflow", "code", "webserver", "daemon", "model"}
     for name in ("code", "webserver", "daemon", "mlflow", "model"):
-        assert services[name]["build"] == "."
+        assert services[name]["build"]["context"] == "."
+        assert services[name]["image"] == "housing-assets:latest"
+        assert "healthcheck" in services[name]
+    assert "healthcheck" in services["postgres"]
+    for name, service in services.items():  # published on loopback unless the user opts in
+        for port in service.get("ports", []):
+            assert port.startswith("${HOUSING_BIND:-127.0.0.1}:"), (name, port)
+    assert "PASSWORD: ${POSTGRES_PASSWORD:?" in (REPO_ROOT / "docker-compose.yaml").read_text()
     assert services["model"]["command"].startswith("housing-serve ")
     assert services["model"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert "dagster-webserver" in services["webserver"]["command"]
@@ -35,12 +43,12 @@ def test_compose_runs_the_services_on_one_image():
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
 def test_compose_file_validates():
-    result = subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yaml", "config", "-q"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    command = ["docker-compose", "-f", "docker-compose.yaml", "config", "-q"]
+    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    refused = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "set POSTGRES_PASSWORD" in refused.stderr
+    env["POSTGRES_PASSWORD"] = "from-the-users-env"
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 

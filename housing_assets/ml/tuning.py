@@ -81,6 +81,7 @@ class TuningResult:
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # the trials that count toward n_trials
+STORAGE_ENV = "HOUSING_OPTUNA_STORAGE"  # where a worker process reads the study's storage URL
 
 
 @dataclass
@@ -224,8 +225,6 @@ def _worker_processes(
             "housing_assets.ml.tuning",
             "--job",
             str(payload),
-            "--storage",
-            str(storage),
             "--study",
             study_name,
             "--n-trials",
@@ -233,8 +232,12 @@ def _worker_processes(
         ]
         if timeout_s:
             command += ["--timeout-s", str(timeout_s)]
+        # The storage URL may hold a password: it goes through the environment, not argv.
+        env = {**os.environ, STORAGE_ENV: str(storage)}
         workers = [
-            subprocess.Popen([*command, "--worker", str(i + 1), "--ready", f"{tmp}/ready-{i + 1}"])
+            subprocess.Popen(
+                [*command, "--worker", str(i + 1), "--ready", f"{tmp}/ready-{i + 1}"], env=env
+            )
             for i in range(count)
         ]
         try:
@@ -262,13 +265,20 @@ def worker_main(argv: list[str] | None = None) -> None:
     """A tuning worker: joins a study in shared storage and runs trials until it is full."""
     parser = argparse.ArgumentParser(description=worker_main.__doc__)
     parser.add_argument("--job", required=True, help="pickled SearchJob (folds, family, metric)")
-    parser.add_argument("--storage", required=True)
+    parser.add_argument(
+        "--storage",
+        default=os.environ.get(STORAGE_ENV),
+        help=f"Optuna storage URL (default: ${STORAGE_ENV}, which keeps a password off the "
+        "command line)",
+    )
     parser.add_argument("--study", required=True)
     parser.add_argument("--n-trials", type=int, required=True)
     parser.add_argument("--timeout-s", type=float)
     parser.add_argument("--worker", type=int, default=1, help="seeds the sampler differently")
     parser.add_argument("--ready", help="file to create once the study is joined")
     args = parser.parse_args(argv)
+    if not args.storage:
+        parser.error(f"no storage: pass --storage or set {STORAGE_ENV}")
     job: SearchJob = pickle.loads(Path(args.job).read_bytes())
     study = job.load_study(args.storage, args.study, worker=args.worker)
     if args.ready:
