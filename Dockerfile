@@ -45,8 +45,8 @@ WORKDIR /opt/dagster/app
 COPY workspace.yaml dagster.yaml ./
 COPY configs ./configs
 COPY deploy ./deploy
+# The instance file is written into DAGSTER_HOME by the entry point (deploy/entrypoint.sh).
 RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR/landing" \
-    && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
     && chown -R housing:housing "$DAGSTER_HOME" "$HOUSING_DATA_DIR"
 
 USER 1000:1000

@@ -6,4 +6,11 @@
 if [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] && [ ! -s "$GOOGLE_APPLICATION_CREDENTIALS" ]; then
   unset GOOGLE_APPLICATION_CREDENTIALS
 fi
+# The Dagster instance: deploy/dagster.yaml plus where compute logs go (the bucket, if any).
+logs=/opt/dagster/app/deploy/compute-logs-local.yaml
+if [ -n "${HOUSING_GCS_BUCKET:-}" ]; then
+  logs=/opt/dagster/app/deploy/compute-logs-gcs.yaml
+  export HOUSING_GCS_COMPUTE_LOG_PREFIX="${HOUSING_GCS_PREFIX:-housing_assets}/compute_logs"
+fi
+cat /opt/dagster/app/deploy/dagster.yaml "$logs" > "$DAGSTER_HOME/dagster.yaml"
 exec "$@"

@@ -32,17 +32,24 @@ def split_gs_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def storage_client(project: str | None = None):
-    """A google-cloud-storage client; anonymous when STORAGE_EMULATOR_HOST names a local server."""
+def gcs_resource(project: str | None = None):
+    """dagster-gcp's ``GCSResource`` for this environment: ``project``, else GOOGLE_CLOUD_PROJECT
+    (a local GCS server needs none). Imports dagster_gcp, so only GCS code paths call it."""
+    from dagster_gcp import GCSResource
+
+    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+    if project is None and os.environ.get("STORAGE_EMULATOR_HOST"):
+        project = "local"
+    return GCSResource(project=project)
+
+
+def storage_client(gcs=None):
+    """The google-cloud-storage client of a dagster-gcp ``GCSResource`` (``gcs``, else
+    :func:`gcs_resource`); anonymous against a local server (STORAGE_EMULATOR_HOST)."""
     from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project=project or "local", credentials=AnonymousCredentials())
     try:
-        return storage.Client(project=project)
+        return (gcs or gcs_resource()).get_client()
     except DefaultCredentialsError as exc:
         raise GCSError(f"no Google Cloud credentials found: {CREDENTIALS_HINT} ({exc})") from exc
 

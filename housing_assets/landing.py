@@ -110,14 +110,14 @@ class LocalLanding(Landing):
 
 
 class GCSLanding(Landing):
-    def __init__(self, url: str, deadline_s: float = 60.0):
-        from housing_assets.gcs import split_gs_url, storage_client
+    def __init__(self, url: str, client, deadline_s: float = 60.0):
+        from housing_assets.gcs import split_gs_url
 
         self.url = url.rstrip("/")
         self.bucket_name, prefix = split_gs_url(self.url)
         self.prefix = prefix.strip("/")
         self.deadline_s = deadline_s
-        self.client = storage_client()
+        self.client = client
 
     def _key(self, name: str, folder: str) -> str:
         return "/".join(p for p in (self.prefix, folder, name) if p)
@@ -165,5 +165,11 @@ class GCSLanding(Landing):
         )
 
 
-def open_landing(url: str) -> Landing:
-    return GCSLanding(url) if url.startswith("gs://") else LocalLanding(url)
+def open_landing(url: str, gcs=None) -> Landing:
+    """The landing zone at ``url``; a ``gs://`` one through dagster-gcp's ``GCSResource``
+    (``gcs``, else one for this environment)."""
+    if url.startswith("gs://"):
+        from housing_assets.gcs import storage_client
+
+        return GCSLanding(url, storage_client(gcs))
+    return LocalLanding(url)

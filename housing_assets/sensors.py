@@ -17,7 +17,7 @@ from dagster import (
 )
 
 from housing_assets.jobs import retrain_job
-from housing_assets.landing import ACCEPTED, QUARANTINE, Landing, open_landing
+from housing_assets.landing import ACCEPTED, QUARANTINE, Landing
 from housing_assets.ml.schema import DataValidationError, validate_raw
 from housing_assets.ml.source import parse_payload
 from housing_assets.resources.source import HousingSource
@@ -71,7 +71,7 @@ def retrain_run_config() -> dict:
 def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSource):
     if not housing_source.landing_url:
         return SkipReason("no landing zone configured (HOUSING_LANDING_URL)")
-    landing = open_landing(housing_source.landing_url)
+    landing = housing_source.landing()
     cursor = SensorCursor.load(context.cursor, landing)
     seen = set(cursor.processed)
     accepted: list[tuple[str, str]] = []

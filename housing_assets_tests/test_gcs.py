@@ -1,21 +1,27 @@
 """Google Cloud Storage, against a real local GCS server (gcp-storage-emulator)."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pandas as pd
 import pytest
 from dagster import build_init_resource_context, build_input_context, build_output_context
 
-from housing_assets.gcs import GCSError, list_keys, storage_client
+from housing_assets.gcs import GCSError, gcs_resource, list_keys, storage_client
 from housing_assets.ml.source import SourceError, fetch, parse_payload
 from housing_assets.resources.io_managers import CorruptAssetError, GCSDatasetIOManager
+from housing_assets_tests.support import REPO_ROOT
 
 REAL_SHA256 = "d4cd501af90475f09b814c7447c7701f59bf28e8cf1180205ae5ace9737a0109"
 
 
 def _manager(bucket: str, **kwargs) -> GCSDatasetIOManager:
-    manager = GCSDatasetIOManager(bucket=bucket, prefix="team/housing", **kwargs)
+    manager = GCSDatasetIOManager(
+        gcs=gcs_resource(), bucket=bucket, prefix="team/housing", **kwargs
+    )
     manager.setup_for_execution(build_init_resource_context())
     return manager
 
@@ -96,3 +102,56 @@ def test_manifest_lists_parts_with_sizes(gcs_bucket):
     blob = storage_client().bucket(gcs_bucket).blob("team/housing/obj/manifest.json")
     manifest = json.loads(blob.download_as_bytes())
     assert manifest["kind"] == "pickle" and manifest["parts"]["object.pkl"] > 0
+
+
+def _imports_in_a_fresh_process(env: dict) -> dict:
+    """Which GCS modules loading the code location imports, and its resources' types."""
+    code = (
+        "import json, sys; from housing_assets.definitions import defs; "
+        "r = defs.resources; print(json.dumps({'dagster_gcp': 'dagster_gcp' in sys.modules, "
+        "'gcs': type(r.get('gcs')).__module__ + '.' + type(r.get('gcs')).__name__, "
+        "'io': type(r['io_manager']).__name__, "
+        "'source_gcs_is_the_gcs_resource': r['housing_source'].gcs is r.get('gcs')}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_dagster_gcp_serves_every_gcs_path_and_only_when_configured(isolated_env, gcs_server):
+    local = _imports_in_a_fresh_process(isolated_env)
+    assert local["dagster_gcp"] is False and local["io"] == "LocalDatasetIOManager"
+    gcs = _imports_in_a_fresh_process(
+        {**isolated_env, "HOUSING_GCS_BUCKET": "b", "STORAGE_EMULATOR_HOST": gcs_server}
+    )
+    assert gcs["dagster_gcp"] is True and gcs["io"] == "GCSDatasetIOManager"
+    assert gcs["gcs"] == "dagster_gcp.gcs.resources.GCSResource"
+    assert gcs["source_gcs_is_the_gcs_resource"] is True
+
+
+def test_deployment_compute_logs_go_to_the_bucket(gcs_bucket, tmp_path, monkeypatch):
+    """deploy/compute-logs-gcs.yaml (what the deployment's instance gets when a bucket is set):
+    dagster-gcp's compute log manager uploads a step's stdout to the bucket."""
+    from dagster import DagsterInstance, asset, materialize
+
+    monkeypatch.setenv("HOUSING_GCS_BUCKET", gcs_bucket)
+    monkeypatch.setenv("HOUSING_GCS_COMPUTE_LOG_PREFIX", "housing_assets/compute_logs")
+    section = (REPO_ROOT / "deploy" / "compute-logs-gcs.yaml").read_text()
+    section = section.replace("/tmp/dagster-compute-logs", str(tmp_path / "staging"))
+    (tmp_path / "dagster.yaml").write_text(section + "\ntelemetry:\n  enabled: false\n")
+
+    @asset
+    def chatty() -> int:
+        print("hello from a step")
+        return 1
+
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.compute_log_manager).__name__ == "GCSComputeLogManager"
+        assert materialize([chatty], instance=instance).success
+    logs = [k for k in list_keys(f"gs://{gcs_bucket}/housing_assets/compute_logs/")]
+    stdout = [k for k in logs if k.endswith(".out")]
+    assert stdout, logs
+    blob = storage_client().bucket(gcs_bucket).blob(stdout[0])
+    assert b"hello from a step" in blob.download_as_bytes()

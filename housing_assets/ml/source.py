@@ -41,14 +41,15 @@ class FetchedSource:
         return len(self.payload)
 
 
-def fetch(url: str, *, retries: int = 3, timeout_s: float = 30.0) -> FetchedSource:
-    """Read the bytes behind ``url``; http(s) and gs reads are retried with backoff."""
+def fetch(url: str, *, retries: int = 3, timeout_s: float = 30.0, gcs=None) -> FetchedSource:
+    """Read the bytes behind ``url``; http(s) and gs reads are retried with backoff. A ``gs://``
+    URL is read through dagster-gcp's ``GCSResource`` ``gcs`` (else one for this environment)."""
     parsed = urlparse(url)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         return FetchedSource(url, _with_retries(url, retries, lambda: _read_http(url, timeout_s)))
     if scheme == "gs":
-        return FetchedSource(url, read_gcs_bytes(url))  # retried inside, bounded
+        return FetchedSource(url, read_gcs_bytes(url, gcs))  # retried inside, bounded
     if scheme == "file":
         path = Path(unquote(parsed.path))
     elif scheme == "" or len(scheme) == 1:  # plain path (a one-letter scheme is a Windows drive)
@@ -84,11 +85,11 @@ def _read_http(url: str, timeout_s: float) -> bytes:
         raise
 
 
-def read_gcs_bytes(url: str) -> bytes:
-    from housing_assets.gcs import GCSError, read_bytes
+def read_gcs_bytes(url: str, gcs=None) -> bytes:
+    from housing_assets.gcs import GCSError, read_bytes, storage_client
 
     try:
-        return read_bytes(url)
+        return read_bytes(url, client=storage_client(gcs))
     except GCSError as exc:  # already retried inside; say it once, with the location
         raise SourceError(str(exc)) from exc
 

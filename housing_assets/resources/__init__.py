@@ -11,27 +11,37 @@ from housing_assets.resources.tracking import MlflowTracking, WandbTracking
 
 
 def build_resources() -> dict:
-    """Resources for this environment: local disk by default, GCS when HOUSING_GCS_BUCKET is set."""
+    """Resources for this environment: local disk by default, GCS when HOUSING_GCS_BUCKET is set.
+
+    Wherever GCS is used (the asset bucket, a ``gs://`` dataset or landing zone) one dagster-gcp
+    ``GCSResource`` (key ``gcs``) serves them all; dagster_gcp is imported only then, so a local
+    code location does not pay for it.
+    """
     bucket = os.environ.get("HOUSING_GCS_BUCKET")
+    source, landing = settings.source_url(), settings.landing_url()
+    gcs = None
+    if bucket or source.startswith("gs://") or landing.startswith("gs://"):
+        from housing_assets.gcs import gcs_resource
+
+        gcs = gcs_resource()
     if bucket:
         io_manager = GCSDatasetIOManager(
-            bucket=bucket,
-            prefix=os.environ.get("HOUSING_GCS_PREFIX", "housing_assets"),
-            project=os.environ.get("GOOGLE_CLOUD_PROJECT"),
+            gcs=gcs, bucket=bucket, prefix=os.environ.get("HOUSING_GCS_PREFIX", "housing_assets")
         )
     else:
         io_manager = LocalDatasetIOManager(base_dir=str(settings.data_dir() / "assets"))
-    return {
+    resources = {
         "io_manager": io_manager,
-        "housing_source": HousingSource(
-            url=settings.source_url(), landing_url=settings.landing_url()
-        ),
+        "housing_source": HousingSource(url=source, landing_url=landing, gcs=gcs),
         "mlflow": MlflowTracking(
             tracking_uri=settings.mlflow_tracking_uri(),
             artifact_location=settings.mlflow_artifact_location(),
         ),
         "wandb": WandbTracking(mode=settings.wandb_mode(), dir=str(settings.data_dir())),
     }
+    if gcs is not None:
+        resources["gcs"] = gcs
+    return resources
 
 
 __all__ = [

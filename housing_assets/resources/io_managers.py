@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 from pydantic import PrivateAttr
 
 MANIFEST = "manifest.json"
@@ -143,29 +143,30 @@ class LocalDatasetIOManager(DatasetIOManager):
 
 
 class GCSDatasetIOManager(DatasetIOManager):
-    """Assets as objects under ``gs://bucket/prefix/<asset key>/`` in Google Cloud Storage.
+    """Assets as objects under ``gs://bucket/prefix/<asset key>/`` in Google Cloud Storage,
+    through ``gcs``, dagster-gcp's ``GCSResource`` (the project and credentials, configured
+    once for the IO manager, the landing zone and the dataset source).
 
     The bucket is checked when a run starts, so a missing bucket or missing credentials fail
     the run before any step executes. Calls retry with backoff for at most ``retry_deadline_s``.
     """
 
+    gcs: ConfigurableResource  # dagster_gcp.GCSResource, imported only where GCS is configured
     bucket: str
     prefix: str = "housing_assets"
-    project: str | None = None
     retry_deadline_s: float = 60.0
     _client: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context) -> None:
-        from housing_assets.gcs import ensure_bucket, storage_client
+        from housing_assets.gcs import ensure_bucket
 
-        self._client = storage_client(self.project)
-        ensure_bucket(self._client, self.bucket, self.retry_deadline_s)
+        ensure_bucket(self._gcs_client(), self.bucket, self.retry_deadline_s)
 
     def _gcs_client(self):
         from housing_assets.gcs import storage_client
 
         if self._client is None:
-            self._client = storage_client(self.project)
+            self._client = storage_client(self.gcs)
         return self._client
 
     def _location(self, key_path: list[str]) -> str:

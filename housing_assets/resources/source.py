@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pandas as pd
 from dagster import ConfigurableResource
 
-from housing_assets.landing import open_landing
+from housing_assets.landing import Landing, open_landing
 from housing_assets.ml.batches import combine_batches
 from housing_assets.ml.schema import ValidationReport, validate_raw
 from housing_assets.ml.source import FetchedSource, fetch, parse_payload
@@ -27,14 +27,21 @@ class HousingSource(ConfigurableResource):
     landing_url: str | None = None
     retries: int = 3
     timeout_s: float = 30.0
+    # dagster-gcp's GCSResource for gs:// locations (the `gcs` resource; None without GCS).
+    gcs: ConfigurableResource | None = None
+
+    def landing(self) -> Landing:
+        if not self.landing_url:
+            raise ValueError("no landing zone configured (HOUSING_LANDING_URL)")
+        return open_landing(self.landing_url, self.gcs)
 
     def load(self) -> LoadedHousing:
-        fetched = fetch(self.url, retries=self.retries, timeout_s=self.timeout_s)
+        fetched = fetch(self.url, retries=self.retries, timeout_s=self.timeout_s, gcs=self.gcs)
         base = parse_payload(fetched.payload, self.url)
         report = validate_raw(base, self.url)
         batches, shas = [], {"base": fetched.sha256}
         if self.landing_url:
-            for batch in open_landing(self.landing_url).accepted():
+            for batch in self.landing().accepted():
                 frame = parse_payload(batch.payload, batch.url)
                 validate_raw(frame, batch.url)
                 batches.append((batch.name, frame))
