@@ -10,12 +10,12 @@ from housing_assets.sensors import new_batch_sensor
 
 
 def _evaluate(landing, cursor=None):
-    context = build_sensor_context(
+    with build_sensor_context(  # a context manager: HousingSource may nest the gcs resource
         instance=DagsterInstance.ephemeral(),
         cursor=cursor,
         resources={"housing_source": HousingSource(url="unused", landing_url=str(landing))},
-    )
-    return new_batch_sensor(context), context.cursor
+    ) as context:
+        return new_batch_sensor(context), context.cursor
 
 
 def test_sensor_accepts_quarantines_and_never_repeats(tmp_path, raw_frame):

@@ -2,6 +2,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from housing_assets.plots import markdown_table
+from housing_assets.redaction import redact_url
 from housing_assets.resources.source import HousingSource
 
 
@@ -20,7 +21,7 @@ def raw_housing(context: AssetExecutionContext, housing_source: HousingSource) -
         {
             "rows": len(frame),
             "columns": len(frame.columns),
-            "source_url": loaded.base.url,
+            "source_url": redact_url(loaded.base.url),
             "sha256": loaded.base.sha256,
             "size_bytes": loaded.base.size_bytes,
             "batches": len(loaded.lineage) - 1,

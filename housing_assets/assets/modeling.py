@@ -1,3 +1,5 @@
+import time
+
 import pandas as pd
 import yaml
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
@@ -7,6 +9,7 @@ from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
 from housing_assets.ml.metrics import METRIC_NAMES
 from housing_assets.ml.models import FAMILIES, compare_families
 from housing_assets.ml.tuning import TrialRecord, tune
+from housing_assets.redaction import redact_url
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking
 
 
@@ -41,7 +44,7 @@ def model_comparison(
         max_candidates=config.max_candidates_per_family,
     )
     winner = leaderboard.iloc[0]
-    with mlflow.start_run("model_comparison", tags={"dagster_run_id": context.run_id}):
+    with mlflow.start_run("model_comparison"):
         import mlflow as mlf
 
         mlf.log_params(
@@ -116,36 +119,40 @@ def tuned_params(
     if config.n_workers > 1 and storage is None:
         (settings.data_dir() / "optuna").mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{settings.data_dir() / 'optuna' / 'studies.db'}"
-    study_name = f"housing-{family}-{context.run_id[:8]}" if storage else None
+    study_name = f"housing-{family}-{context.run_id[:8]}"
     run_config = {"family": family, **config.model_dump(), "spec": str(train_test_split.spec)}
+    run_config["storage"] = redact_url(storage) if storage else None
+    tracking_s = 0.0
     with (
         wandb.init(
-            name=f"tune-{family}-{context.run_id[:8]}", job_type="tuning", config=run_config
+            name=f"{study_name}-summary", job_type="tuning", config=run_config, group=study_name
         ) as wandb_run,
-        mlflow.start_run(
-            f"tuned_params-{family}", tags={"dagster_run_id": context.run_id, "family": family}
-        ),
+        wandb.trial_runs(group=study_name, config={"family": family}) as trial_runs,
+        mlflow.start_run(f"tuned_params-{family}", tags={"family": family}),
     ):
         mlf.log_params({k: v for k, v in run_config.items() if v is not None})
 
         def on_trial(trial: TrialRecord) -> None:
+            nonlocal tracking_s
+            start = time.perf_counter()
             numbers = {f"cv_{k}": v for k, v in trial.metrics.items() if not k.endswith("_std")}
-            wandb_run.log(
+            trial_runs.log(
+                f"{study_name}-trial-{trial.number:03d}",
+                trial.params,
                 {
                     "trial": trial.number,
                     "state": trial.state,
                     "folds_run": trial.folds_run,
                     "seconds": trial.seconds,
-                    **{f"param_{k}": v for k, v in trial.params.items()},
                     **numbers,
-                }
+                },
             )
-            with mlflow.start_run(
-                f"trial-{trial.number}", nested=True, tags={"state": trial.state}
-            ):
+            with mlflow.start_run(f"trial-{trial.number}", tags={"state": trial.state}):
                 mlf.log_params(trial.params)
                 mlf.log_metrics({**numbers, "folds_run": trial.folds_run})
+            tracking_s += time.perf_counter() - start
 
+        tuning_start = time.perf_counter()
         result = tune(
             cache,
             family,
@@ -156,9 +163,10 @@ def tuned_params(
             start_params=model_comparison.winner_params,
             on_trial=on_trial,
             storage=storage,
-            study_name=study_name,
+            study_name=study_name if storage else None,
             n_workers=config.n_workers,
         )
+        tuning_s = time.perf_counter() - tuning_start
         best_yaml = yaml.safe_dump(
             {
                 "family": family,
@@ -171,8 +179,10 @@ def tuned_params(
         mlf.log_text(best_yaml, "best_params.yaml")
         mlf.log_metrics({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
         wandb_run.summary.update({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
+        wandb_run.summary["best_trial"] = f"{study_name}-trial-{result.study.best_trial.number:03d}"
         trials_table = result.trials.assign(params=result.trials["params"].map(str))
         wandb_run.log({"trials": _wandb_table(trials_table)})
+    wait_s = time.perf_counter() - tuning_start - tuning_s  # W&B trial runs still being written
     states = result.trials["state"].value_counts().to_dict()
     context.add_output_metadata(
         {
@@ -185,7 +195,12 @@ def tuned_params(
             "trials_complete": int(states.get("COMPLETE", 0)),
             "trials_pruned": int(states.get("PRUNED", 0)),
             "workers": config.n_workers,
-            "optuna_study": f"{study_name} in {storage}" if storage else "in memory",
+            "optuna_study": f"{study_name} in {redact_url(storage)}" if storage else "in memory",
+            "wandb_group": study_name,
+            "wandb_trial_runs": trial_runs.written,
+            "wandb_trial_errors": "; ".join(trial_runs.errors[:3]) or "none",
+            "tracking_s": round(tracking_s + wait_s, 2),
+            "tracking_pct_of_tuning": round(100 * (tracking_s + wait_s) / tuning_s, 2),
             "history": plots.figure_to_markdown(
                 plots.optimisation_history(result.trials, config.metric), "optimisation history"
             ),

@@ -90,7 +90,7 @@ def registered_model(
 
     client = mlflow.client()
     name = mlflow.registered_model_name
-    with mlflow.start_run(f"registered_model-{tuned_params.family}", tags={**tags}) as run:
+    with mlflow.start_run(f"registered_model-{tuned_params.family}", tags=tags) as run:
         mlf.log_params({f"param_{k}": v for k, v in tuned_params.params.items()})
         mlf.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlf.log_metrics({f"cv_{k}": v for k, v in tuned_params.cv_metrics.items()})
