@@ -173,7 +173,7 @@ def land(stack: Stack, name: str, data: bytes) -> None:
 class RequestLoop(threading.Thread):
     """Predictions in a bounded loop while a new version is swapped in: counts what it gets."""
 
-    def __init__(self, stack: Stack, max_requests: int = 5000, max_seconds: float = 600):
+    def __init__(self, stack: Stack, max_requests: int = 20_000, max_seconds: float = 900):
         super().__init__(daemon=True)
         self.stack, self.max_requests, self.max_seconds = stack, max_requests, max_seconds
         self.stop = threading.Event()

@@ -10,7 +10,7 @@ from housing_assets.ml.metrics import METRIC_NAMES
 from housing_assets.ml.models import FAMILIES, compare_families
 from housing_assets.ml.tuning import TrialRecord, tune
 from housing_assets.redaction import redact_url
-from housing_assets.resources.tracking import MlflowTracking, WandbTracking
+from housing_assets.resources.tracking import MlflowTracking, WandbTracking, evidence_group
 
 
 def _leaderboard_markdown(leaderboard: pd.DataFrame) -> MetadataValue:
@@ -33,6 +33,7 @@ def model_comparison(
     config: ComparisonConfig,
     train_test_split: HousingSplit,
     mlflow: MlflowTracking,
+    wandb: WandbTracking,
 ) -> ModelComparison:
     """Several algorithm families, each with a small cross-validated grid on training rows; the
     winner is the family with the lowest cross-validated selection metric (wMAPE by default)."""
@@ -58,6 +59,25 @@ def model_comparison(
         for _, row in leaderboard.iterrows():
             mlf.log_metrics({f"{row['family']}_{m}": float(row[m]) for m in METRIC_NAMES})
         mlf.log_text(leaderboard.to_csv(index=False), "leaderboard.csv")
+    leaderboard_plot = plots.bar_chart(
+        leaderboard["family"],
+        leaderboard[config.selection_metric],
+        f"Cross-validated {config.selection_metric} by family",
+        f"{config.selection_metric} % (lower is better)",
+        winner["family"],
+    )
+    wandb.log_evidence(
+        f"comparison-{context.run_id[:8]}",
+        "model_comparison",
+        config.model_dump(),
+        tables={"leaderboard": leaderboard, "candidates": candidates},
+        figures={"leaderboard": leaderboard_plot},
+        summary={
+            "winner": winner["family"],
+            f"winner_cv_{config.selection_metric}": float(winner[config.selection_metric]),
+        },
+        group=evidence_group(context.run_id),
+    )
     context.add_output_metadata(
         {
             "winner": winner["family"],
@@ -66,16 +86,7 @@ def model_comparison(
             "winner_cv_rmse": float(winner["rmse"]),
             "candidates_evaluated": len(candidates),
             "leaderboard": _leaderboard_markdown(leaderboard),
-            "leaderboard_plot": plots.figure_to_markdown(
-                plots.bar_chart(
-                    leaderboard["family"],
-                    leaderboard[config.selection_metric],
-                    f"Cross-validated {config.selection_metric} by family",
-                    f"{config.selection_metric} % (lower is better)",
-                    winner["family"],
-                ),
-                "family comparison",
-            ),
+            "leaderboard_plot": plots.figure_to_markdown(leaderboard_plot, "family comparison"),
         }
     )
     return ModelComparison(

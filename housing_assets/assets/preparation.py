@@ -16,6 +16,7 @@ from housing_assets.ml.imputation import (
 from housing_assets.ml.pipeline import FeatureSpec
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
 from housing_assets.ml.split import income_category, split_train_test, train_index
+from housing_assets.resources.tracking import WandbTracking, evidence_group
 
 
 class ImputationConfig(Config):
@@ -29,7 +30,10 @@ class ImputationConfig(Config):
 
 @asset(group_name="features", compute_kind="scikit-learn")
 def imputed_housing(
-    context: AssetExecutionContext, config: ImputationConfig, raw_housing: pd.DataFrame
+    context: AssetExecutionContext,
+    config: ImputationConfig,
+    raw_housing: pd.DataFrame,
+    wandb: WandbTracking,
 ) -> ImputedHousing:
     """Every row with numeric gaps filled by the imputation strategy that reconstructs hidden
     values best (masked-reconstruction RMSE on training rows; the target is never an input)."""
@@ -53,6 +57,22 @@ def imputed_housing(
         else float("nan")
     )
     best_rmse = float(table.loc[table["chosen"], "rmse"].iloc[0])
+    comparison_plot = plots.bar_chart(
+        table["strategy"],
+        table["rmse"],
+        "Masked-reconstruction RMSE",
+        "RMSE (lower is better)",
+        comparison.best_strategy,
+    )
+    wandb.log_evidence(
+        f"imputation-{context.run_id[:8]}",
+        "imputation",
+        config.model_dump(),
+        tables={"imputation_comparison": table},
+        figures={"imputation_rmse": comparison_plot},
+        summary={"chosen_strategy": comparison.best_strategy, "chosen_rmse": best_rmse},
+        group=evidence_group(context.run_id),
+    )
     context.add_output_metadata(
         {
             "rows": len(frame),
@@ -70,14 +90,7 @@ def imputed_housing(
             ),
             "comparison": plots.markdown_table(table),
             "comparison_plot": plots.figure_to_markdown(
-                plots.bar_chart(
-                    table["strategy"],
-                    table["rmse"],
-                    "Masked-reconstruction RMSE",
-                    "RMSE (lower is better)",
-                    comparison.best_strategy,
-                ),
-                "imputation RMSE by strategy",
+                comparison_plot, "imputation RMSE by strategy"
             ),
         }
     )
@@ -94,7 +107,10 @@ class GeoConfig(Config):
 
 @asset(group_name="features", compute_kind="scikit-learn")
 def geo_features(
-    context: AssetExecutionContext, config: GeoConfig, imputed_housing: ImputedHousing
+    context: AssetExecutionContext,
+    config: GeoConfig,
+    imputed_housing: ImputedHousing,
+    wandb: WandbTracking,
 ) -> GeoFeatures:
     """KMeans geographic clusters as a feature; K chosen by the cross-validated error of a quick
     model that uses it (one-standard-error rule), on training rows only."""
@@ -123,6 +139,16 @@ def geo_features(
     similarity = ClusterSimilarity(k, config.cluster_gamma, config.seed).fit(train[GEO_COLUMNS])
     enriched = frame.join(cluster_feature_frame(frame, similarity))
     sizes = enriched["geo_cluster"].value_counts()
+    k_plot, map_plot = plots.k_evidence_chart(evidence, config.metric), plots.cluster_map(enriched)
+    wandb.log_evidence(
+        f"geo-k-{context.run_id[:8]}",
+        "geo_clusters",
+        config.model_dump(),
+        tables={"k_evidence": evidence},
+        figures={"k_evidence": k_plot, "cluster_map": map_plot},
+        summary={"chosen_k": k},
+        group=evidence_group(context.run_id),
+    )
     context.add_output_metadata(
         {
             "chosen_k": k,
@@ -133,10 +159,8 @@ def geo_features(
                 "silhouette (shown) would always pick the smallest K."
             ),
             "k_evidence": plots.markdown_table(evidence, floatfmt=",.4f"),
-            "k_evidence_plot": plots.figure_to_markdown(
-                plots.k_evidence_chart(evidence, config.metric), "evidence for K"
-            ),
-            "cluster_map": plots.figure_to_markdown(plots.cluster_map(enriched), "cluster map"),
+            "k_evidence_plot": plots.figure_to_markdown(k_plot, "evidence for K"),
+            "cluster_map": plots.figure_to_markdown(map_plot, "cluster map"),
             "smallest_cluster_rows": int(sizes.min()),
             "largest_cluster_rows": int(sizes.max()),
         }

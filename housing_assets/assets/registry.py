@@ -6,7 +6,7 @@ from housing_assets import plots
 from housing_assets.datasets import HousingSplit, RegisteredModel, TunedParams
 from housing_assets.ml.metrics import METRIC_NAMES, regression_metrics
 from housing_assets.ml.models import FAMILIES
-from housing_assets.ml.pipeline import build_model_pipeline
+from housing_assets.ml.pipeline import build_model_pipeline, feature_importances
 from housing_assets.ml.registry import (
     CHALLENGER,
     CHAMPION,
@@ -18,7 +18,7 @@ from housing_assets.ml.registry import (
     promotion_decision,
 )
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
-from housing_assets.resources.tracking import MlflowTracking
+from housing_assets.resources.tracking import MlflowTracking, WandbTracking, evidence_group
 
 
 class RegistrationConfig(Config):
@@ -46,6 +46,7 @@ def registered_model(
     train_test_split: HousingSplit,
     tuned_params: TunedParams,
     mlflow: MlflowTracking,
+    wandb: WandbTracking,
 ) -> RegisteredModel:
     """One pipeline from the raw columns to the price, fitted on all training rows, scored once
     on the test rows, registered in MLflow and promoted to `champion` when it is at least as good
@@ -84,6 +85,7 @@ def registered_model(
         sort_keys=False,
     )
     example = input_example(train[FEATURE_COLUMNS])
+    importances = feature_importances(pipeline)
 
     import mlflow as mlf  # here, not at module level: loading the code location stays quick
     from mlflow.models import infer_signature
@@ -95,6 +97,7 @@ def registered_model(
         mlf.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         mlf.log_metrics({f"cv_{k}": v for k, v in tuned_params.cv_metrics.items()})
         mlf.log_text(model_config, "model_config.yaml")
+        mlf.log_text(importances.to_csv(index=False), "feature_importances.csv")
         info = mlf.sklearn.log_model(
             pipeline,
             name="model",
@@ -130,6 +133,20 @@ def registered_model(
         client.set_registered_model_alias(name, CHAMPION, version)
     aliases = client.get_model_version(name, version).aliases
 
+    scatter = plots.predicted_vs_actual(test[TARGET], predictions)
+    top = importances.head(15)
+    importance_plot = plots.bar_chart(
+        top["feature"], top["importance_pct"], "Feature importance (top 15)", "share %"
+    )
+    wandb.log_evidence(
+        f"model-v{version}-{context.run_id[:8]}",
+        "registered_model",
+        {"family": tuned_params.family, **tuned_params.params, "version": version},
+        tables={"feature_importances": importances},
+        figures={"predicted_vs_actual": scatter, "feature_importances": importance_plot},
+        summary={**{f"test_{k}": v for k, v in test_metrics.items()}, "promoted": promote},
+        group=evidence_group(context.run_id),
+    )
     context.add_output_metadata(
         {
             "model_uri": f"models:/{name}/{version}",
@@ -148,8 +165,10 @@ def registered_model(
                     }
                 )
             ),
-            "predicted_vs_actual": plots.figure_to_markdown(
-                plots.predicted_vs_actual(test[TARGET], predictions), "predicted vs actual"
+            "predicted_vs_actual": plots.figure_to_markdown(scatter, "predicted vs actual"),
+            "feature_importances": plots.markdown_table(importances.head(20)),
+            "feature_importance_plot": plots.figure_to_markdown(
+                importance_plot, "feature importances"
             ),
             "description": MetadataValue.md(description),
         }

@@ -34,6 +34,8 @@ class ScaledKNNImputer(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None):
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         X = np.asarray(X, dtype=float)
         self.mean_ = np.nanmean(X, axis=0)
         self.scale_ = np.nanstd(X, axis=0)
@@ -49,6 +51,13 @@ class ScaledKNNImputer(TransformerMixin, BaseEstimator):
         with config_context(working_memory=128):
             filled = self.imputer_.transform((X - self.mean_) / self.scale_)
         return filled * self.scale_ + self.mean_
+
+    def get_feature_names_out(self, input_features=None):
+        if input_features is not None:
+            return np.asarray(input_features, dtype=object)
+        if hasattr(self, "feature_names_in_"):
+            return self.feature_names_in_
+        return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
 
 
 def make_imputer(strategy: str, random_state: int = 0):

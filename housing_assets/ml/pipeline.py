@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
@@ -80,3 +81,23 @@ def build_model_pipeline(spec: FeatureSpec, regressor, scale: bool = False) -> P
             ),
         ]
     )
+
+
+def feature_importances(pipeline: Pipeline) -> pd.DataFrame:
+    """How much each model input (after preprocessing) matters to a fitted pipeline, as a share
+    in percent, largest first: LightGBM's total split gain, other trees' impurity decrease,
+    a linear model's absolute coefficient (on standardised inputs). Empty for k-NN."""
+    names = pipeline.named_steps["preprocess"].get_feature_names_out()
+    model = pipeline.named_steps["model"].regressor_
+    if hasattr(model, "booster_"):
+        values = model.booster_.feature_importance(importance_type="gain")
+    elif hasattr(model, "feature_importances_"):
+        values = model.feature_importances_
+    elif hasattr(model, "coef_"):
+        values = np.abs(np.ravel(model.coef_))
+    else:
+        return pd.DataFrame({"feature": [], "importance_pct": []})
+    values = np.asarray(values, dtype=float)
+    share = 100 * values / values.sum() if values.sum() > 0 else values
+    table = pd.DataFrame({"feature": names, "importance_pct": share})
+    return table.sort_values("importance_pct", ascending=False, ignore_index=True)

@@ -19,6 +19,11 @@ _WANDB_SETTINGS = dict(
 )
 
 
+def evidence_group(dagster_run_id: str) -> str:
+    """The W&B group of one Dagster run's evidence runs (imputation, K, leaderboard, model)."""
+    return f"dagster-{dagster_run_id[:8]}"
+
+
 def parent_run_name(job_name: str, asset_selection) -> str:
     """What a Dagster run is called in MLflow: its job, or for an ad-hoc selection (UI, CLI
     `--select`) the assets it materializes."""
