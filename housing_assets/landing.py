@@ -9,6 +9,8 @@ once the copy is in place.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,12 +93,22 @@ class LocalLanding(Landing):
         return self.root / folder if folder else self.root
 
     def list_names(self, folder: str = "") -> list[str]:
+        """Regular files only: symlinks, folders, FIFOs and devices are never batches (a link
+        must not pull a file from elsewhere into the data)."""
         directory = self._dir(folder)
-        return [p.name for p in directory.iterdir() if p.is_file()] if directory.is_dir() else []
+        if not directory.is_dir():
+            return []
+        with os.scandir(directory) as entries:
+            return [e.name for e in entries if e.is_file(follow_symlinks=False)]
 
     def read(self, name: str, folder: str = "") -> Batch:
         path = self._dir(folder) / name
-        return Batch(name, str(path), path.read_bytes())
+        # O_NOFOLLOW: a file swapped for a symlink after listing is refused, not followed.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise OSError(f"{path}: not a regular file")
+            return Batch(name, str(path), handle.read())
 
     def write(self, name: str, data: bytes, folder: str) -> None:
         directory = self._dir(folder)

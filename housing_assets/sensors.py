@@ -17,7 +17,7 @@ from dagster import (
 )
 
 from housing_assets.jobs import retrain_job
-from housing_assets.landing import ACCEPTED, QUARANTINE, Landing
+from housing_assets.landing import ACCEPTED, QUARANTINE, Batch, Landing
 from housing_assets.ml.schema import DataValidationError, validate_raw
 from housing_assets.ml.source import parse_payload
 from housing_assets.resources.source import HousingSource
@@ -54,6 +54,18 @@ class SensorCursor:
         )
 
 
+def batch_problem(batch: Batch) -> str | None:
+    """Why ``batch`` cannot be trained on (a reason naming it), or None. Any failure to parse
+    counts, not only validation errors: one bad file must never stop the others."""
+    try:
+        validate_raw(parse_payload(batch.payload, batch.name), batch.name)
+    except DataValidationError as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"{batch.name}: could not be parsed ({type(exc).__name__})"
+    return None
+
+
 def retrain_run_config() -> dict:
     """Run config for sensor-triggered runs: HOUSING_RETRAIN_CONFIG names a YAML file (for
     example configs/smoke.yaml); unset means the defaults."""
@@ -85,7 +97,14 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
                 f"{ACCEPTED}/{name} was accepted by an interrupted tick: retraining"
             )
     for name in landing.incoming():
-        batch = landing.read(name)
+        try:
+            batch = landing.read(name)
+        except Exception as exc:  # this file only: the others are still processed
+            context.log.error(
+                f"{name}: could not be read ({type(exc).__name__}); left in place, "
+                "tried again at the next tick"
+            )
+            continue
         if batch.sha256 in seen:
             where = landing.move(
                 batch,
@@ -95,11 +114,10 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
             )
             context.log.warning(f"{name}: duplicate of a processed batch, moved to {where}")
             continue
-        try:
-            validate_raw(parse_payload(batch.payload, name), name)
-        except DataValidationError as exc:
-            where = landing.move(batch, QUARANTINE, reason=f"{exc}\n")
-            context.log.warning(f"quarantined {name} as {QUARANTINE}/{where}: {exc}")
+        problem = batch_problem(batch)
+        if problem:
+            where = landing.move(batch, QUARANTINE, reason=f"{problem}\n")
+            context.log.warning(f"quarantined {name} as {QUARANTINE}/{where}: {problem}")
         else:
             where = landing.move(batch, ACCEPTED)
             accepted.append((where, batch.sha256))

@@ -70,10 +70,11 @@ def coerce_raw(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() & frame[column].notna()
         if bad.any():
-            examples = frame.loc[bad, column].astype(str).unique()[:3].tolist()
+            # The row number identifies the problem; the value itself is never echoed (a
+            # reason file or a log must not repeat what a file holds).
             raise DataValidationError(
                 f"{source}: column '{column}' must be numeric; {int(bad.sum())} value(s) are not "
-                f"(e.g. {examples}, first at data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})"
+                f"(first at data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})"
             )
         frame[column] = values.astype("float64")
     frame[CATEGORICAL_FEATURE] = frame[CATEGORICAL_FEATURE].astype("string").astype(object)

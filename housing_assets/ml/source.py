@@ -9,6 +9,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -95,21 +96,25 @@ def read_gcs_bytes(url: str, gcs=None) -> bytes:
 
 
 def parse_payload(payload: bytes, name: str) -> pd.DataFrame:
-    """Parse .tgz/.tar.gz (one CSV member), .csv.gz or .csv bytes into a canonical raw frame."""
+    """Parse .tgz/.tar.gz (one CSV member), .csv.gz or .csv bytes into a canonical raw frame.
+
+    Compressed files are decompressed whole first, so gzip's CRC-32 and length checks run: a
+    corrupt archive is an error naming the file, never a frame with changed values.
+    """
     lower = urlparse(name).path.lower() if "://" in name else name.lower()
     try:
         if lower.endswith((".tgz", ".tar.gz")):
-            csv_bytes = _csv_from_tar(payload, name)
+            csv_bytes = _csv_from_tar(_gunzip_whole(payload), name)
         elif lower.endswith(".csv.gz"):
-            csv_bytes = gzip.decompress(payload)
+            csv_bytes = _gunzip_whole(payload)
         elif lower.endswith(".csv"):
             csv_bytes = payload
         else:
             raise DataValidationError(
                 f"{name}: unsupported file type (expected one of {', '.join(SUPPORTED_SUFFIXES)})"
             )
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
-        raise DataValidationError(f"{name}: corrupt archive ({exc})") from exc
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError, zlib.error) as exc:
+        raise DataValidationError(f"{name}: corrupt archive ({type(exc).__name__}: {exc})") from exc
     try:
         text = csv_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -123,8 +128,13 @@ def parse_payload(payload: bytes, name: str) -> pd.DataFrame:
     return coerce_raw(frame, name)
 
 
+def _gunzip_whole(payload: bytes) -> bytes:
+    """Decompress a whole gzip stream; its CRC-32 and length trailer are verified."""
+    return gzip.decompress(payload)
+
+
 def _csv_from_tar(payload: bytes, name: str) -> bytes:
-    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:*") as archive:
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:") as archive:
         members = [m for m in archive.getmembers() if m.isfile() and m.name.endswith(".csv")]
         if len(members) != 1:
             raise DataValidationError(

@@ -1,0 +1,88 @@
+"""Hostile landing batches and sources, against the real sensor on a real folder: one bad file
+never stops the others, corrupt archives never pass, links are never followed, and nothing a
+file holds is echoed into a reason or a log."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+
+import pytest
+from dagster import RunRequest
+
+from housing_assets.ml.schema import DataValidationError
+from housing_assets.ml.source import fetch, parse_payload
+from housing_assets_tests.test_sensor_and_rollback import _evaluate
+
+
+def broken_deflate(csv: bytes) -> bytes:
+    """A .csv.gz whose header is fine and whose deflate stream is not (zlib.error)."""
+    good = gzip.compress(csv)
+    return good[:10] + bytes([0xFF]) * 12 + good[22:]
+
+
+def test_a_corrupt_batch_is_quarantined_and_the_good_one_beside_it_accepted(tmp_path, raw_frame):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "a-broken.csv.gz").write_bytes(
+        broken_deflate(raw_frame.iloc[:50].to_csv(index=False).encode())
+    )
+    raw_frame.iloc[50:90].to_csv(landing / "b-good.csv", index=False)
+
+    result, cursor = _evaluate(landing)
+    assert isinstance(result, RunRequest)
+    assert result.tags["housing/batches"] == "b-good.csv"
+    reason = (landing / "quarantine" / "a-broken.csv.gz.reason.txt").read_text()
+    assert reason.startswith("a-broken.csv.gz: corrupt archive")
+    assert json.loads(cursor)["requested"] == ["b-good.csv"]
+
+
+@pytest.mark.parametrize("position", [1_000, 50_000, 120_000, 200_000, 300_000, 400_000])
+def test_a_flipped_bit_in_the_real_archive_never_passes(housing_tgz, position):
+    """The whole gzip stream is decompressed, so its CRC-32 catches what deflate does not."""
+    payload = bytearray(housing_tgz.read_bytes())
+    payload[position] ^= 0x01
+    with pytest.raises(DataValidationError, match=r"^housing\.tgz: corrupt archive"):
+        parse_payload(bytes(payload), "housing.tgz")
+
+
+def test_a_corrupt_source_is_named(tmp_path, raw_frame):
+    source = tmp_path / "housing.csv.gz"
+    source.write_bytes(broken_deflate(raw_frame.to_csv(index=False).encode()))
+    with pytest.raises(DataValidationError, match=rf"^{source}: corrupt archive"):
+        parse_payload(fetch(str(source)).payload, str(source))
+
+
+def test_links_and_special_files_are_never_followed(tmp_path, raw_frame):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    outside = tmp_path / "outside.csv"
+    raw_frame.iloc[:30].to_csv(outside, index=False)
+    secret = tmp_path / "secrets.csv"
+    secret.write_text("API_TOKEN=hunter2-do-not-print\n")
+    os.symlink(outside, landing / "linked.csv")
+    os.symlink(secret, landing / "secret.csv")
+    os.mkfifo(landing / "pipe.csv")
+    (landing / "folder.csv").mkdir()
+
+    result, _ = _evaluate(landing)
+    assert not isinstance(result, RunRequest)
+    assert not (landing / "accepted").exists() or not any((landing / "accepted").iterdir())
+    assert outside.is_file() and (landing / "linked.csv").is_symlink()
+    for reason in (landing / "quarantine").glob("*.reason.txt"):
+        assert "hunter2" not in reason.read_text()
+
+
+def test_reasons_name_the_column_and_row_not_the_value(tmp_path, raw_frame):
+    frame = raw_frame.iloc[:20].copy()
+    frame["median_income"] = frame["median_income"].astype(object)
+    frame.loc[7, "median_income"] = "password=hunter2"
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    with pytest.raises(DataValidationError) as error:
+        parse_payload(buffer.getvalue().encode(), "leaky.csv")
+    message = str(error.value)
+    assert "column 'median_income' must be numeric" in message and "data row 8" in message
+    assert "hunter2" not in message
