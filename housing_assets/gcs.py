@@ -22,6 +22,10 @@ class GCSError(RuntimeError):
     """A GCS operation failed; the message names the bucket/object and the reason."""
 
 
+class GCSObjectNotFoundError(GCSError, FileNotFoundError):
+    """The bucket exists, the object does not."""
+
+
 def split_gs_url(url: str) -> tuple[str, str]:
     """``gs://bucket/some/key`` -> ``("bucket", "some/key")``."""
     if not url.startswith("gs://"):
@@ -117,7 +121,7 @@ def read_bytes(url: str, deadline_s: float = 60.0, client=None) -> bytes:
         deadline_s,
     ):
         ensure_bucket(client, bucket_name, deadline_s)
-        raise GCSError(f"{url}: no such object in bucket '{bucket_name}'")
+        raise GCSObjectNotFoundError(f"{url}: no such object in bucket '{bucket_name}'")
     return call(
         "download",
         url,

@@ -31,9 +31,15 @@ def test_io_manager_lays_assets_out_by_key(gcs_bucket):
     frame = pd.DataFrame({"x": [1.5, None], "c": ["a", "b"]}, index=[10, 4])
     manager.handle_output(build_output_context(asset_key="raw_housing"), frame)
     keys = list_keys(f"gs://{gcs_bucket}/team/housing/")
+    manifest = json.loads(
+        storage_client()
+        .bucket(gcs_bucket)
+        .blob("team/housing/raw_housing/manifest.json")
+        .download_as_bytes()
+    )
     assert sorted(keys) == [
-        "team/housing/raw_housing/data.parquet",
         "team/housing/raw_housing/manifest.json",
+        f"team/housing/raw_housing/versions/{manifest['version']}/data.parquet",
     ]
     loaded = manager.load_input(build_input_context(asset_key="raw_housing"))
     pd.testing.assert_frame_equal(loaded, frame)
@@ -42,13 +48,18 @@ def test_io_manager_lays_assets_out_by_key(gcs_bucket):
 def test_an_object_that_is_not_parquet_is_named(gcs_bucket):
     manager = _manager(gcs_bucket)
     manager.handle_output(build_output_context(asset_key="t"), pd.DataFrame({"a": [1]}))
-    storage_client().bucket(gcs_bucket).blob("team/housing/t/data.parquet").upload_from_string(
-        b"no"
-    )
+    bucket = storage_client().bucket(gcs_bucket)
+    manifest = json.loads(bucket.blob("team/housing/t/manifest.json").download_as_bytes())
+    part = f"team/housing/t/versions/{manifest['version']}/data.parquet"
+    bucket.blob(part).upload_from_string(b"no")
+    manifest["parts"]["data.parquet"] = {  # a manifest that agrees: the Parquet check speaks
+        "bytes": 2,
+        "sha256": "9390298f3fb0c5b160498935d79cb139aef28e1c47358b4bbba61862b9c26e59",
+    }
+    bucket.blob("team/housing/t/manifest.json").upload_from_string(json.dumps(manifest))
     with pytest.raises(
         CorruptAssetError,
-        match=rf"gs://{gcs_bucket}/team/housing/t/data\.parquet: "
-        "not a readable Parquet",
+        match=rf"gs://{gcs_bucket}/team/housing/t/data\.parquet: not a readable Parquet",
     ):
         manager.load_input(build_input_context(asset_key="t"))
 
@@ -101,7 +112,7 @@ def test_manifest_lists_parts_with_sizes(gcs_bucket):
     manager.handle_output(build_output_context(asset_key="obj"), {"a": 1})
     blob = storage_client().bucket(gcs_bucket).blob("team/housing/obj/manifest.json")
     manifest = json.loads(blob.download_as_bytes())
-    assert manifest["kind"] == "pickle" and manifest["parts"]["object.pkl"] > 0
+    assert manifest["kind"] == "pickle" and manifest["parts"]["object.pkl"]["bytes"] > 0
 
 
 def _imports_in_a_fresh_process(env: dict) -> dict:
@@ -155,3 +166,11 @@ def test_deployment_compute_logs_go_to_the_bucket(gcs_bucket, tmp_path, monkeypa
     assert stdout, logs
     blob = storage_client().bucket(gcs_bucket).blob(stdout[0])
     assert b"hello from a step" in blob.download_as_bytes()
+
+
+def test_a_crash_between_parts_leaves_the_old_version_in_gcs(gcs_bucket, monkeypatch):
+    from housing_assets_tests.test_io_manager import (
+        check_a_crash_between_parts_leaves_the_old_version,
+    )
+
+    check_a_crash_between_parts_leaves_the_old_version(_manager(gcs_bucket), monkeypatch)

@@ -33,8 +33,9 @@ def test_graph_in_gcs_then_tuned_params_plus_reads_back(
     keys = set(list_keys(f"gs://{gcs_bucket}/prod/"))
     for asset in CONTRACT_ASSETS:
         assert f"prod/{asset}/manifest.json" in keys, asset
-    assert "prod/raw_housing/data.parquet" in keys
-    assert {"prod/train_test_split/train.parquet", "prod/train_test_split/test.parquet"} <= keys
+    parts = {k.split("/", 1)[1].split("/versions/")[0] + "/" + k.rsplit("/", 1)[1] for k in keys}
+    assert "raw_housing/data.parquet" in parts
+    assert {"train_test_split/train.parquet", "train_test_split/test.parquet"} <= parts
     assert not (Path(isolated_env["HOUSING_DATA_DIR"]) / "assets").exists()  # nothing local
     model_files = [k for k in list_keys(f"gs://{gcs_bucket}/mlflow/") if k.endswith("MLmodel")]
     assert model_files, "the MLflow model was not stored in the bucket"

@@ -28,7 +28,8 @@ def test_dataframes_dataclasses_and_objects_roundtrip(tmp_path):
     manager = LocalDatasetIOManager(base_dir=str(tmp_path))
     frame = pd.DataFrame({"a": [1.0, None], "b": ["x", "y"]}, index=[7, 3])
     pd.testing.assert_frame_equal(_roundtrip(manager, "frame", frame), frame)
-    assert (tmp_path / "frame" / "data.parquet").is_file()
+    version = json.loads((tmp_path / "frame" / "manifest.json").read_text())["version"]
+    assert (tmp_path / "frame" / "versions" / version / "data.parquet").is_file()
 
     bundle = _roundtrip(manager, "bundle", Bundle(frame, frame.head(1), "hello"))
     pd.testing.assert_frame_equal(bundle.test, frame.head(1))
@@ -45,6 +46,56 @@ def test_missing_and_corrupt_assets_are_named(tmp_path):
     with pytest.raises(AssetNotFoundError, match="asset 'nothing' has not been materialized"):
         manager.load_input(build_input_context(asset_key="nothing"))
     _roundtrip(manager, "frame", pd.DataFrame({"a": [1]}))
-    (tmp_path / "frame" / "data.parquet").write_bytes(b"garbage")
-    with pytest.raises(CorruptAssetError, match=r"frame/data\.parquet: not a readable Parquet"):
+    version = json.loads((tmp_path / "frame" / "manifest.json").read_text())["version"]
+    part = tmp_path / "frame" / "versions" / version / "data.parquet"
+    part.write_bytes(b"garbage")
+    with pytest.raises(CorruptAssetError, match=rf"{version}/data\.parquet: 7 bytes that do not"):
         manager.load_input(build_input_context(asset_key="frame"))
+    part.unlink()
+    with pytest.raises(CorruptAssetError, match=r"data\.parquet: listed in the manifest but miss"):
+        manager.load_input(build_input_context(asset_key="frame"))
+
+
+class InterruptedWrite(RuntimeError):
+    pass
+
+
+def _interrupt_after_first_part(monkeypatch, manager_class):
+    """Make the next asset write die after its first part (a crash between parts)."""
+    write = manager_class._write
+    calls = []
+
+    def crashing(self, location, name, data):
+        calls.append(name)
+        if len(calls) == 2:
+            raise InterruptedWrite(f"simulated crash before {name}")
+        return write(self, location, name, data)
+
+    monkeypatch.setattr(manager_class, "_write", crashing)
+    return lambda: monkeypatch.setattr(manager_class, "_write", write)
+
+
+def check_a_crash_between_parts_leaves_the_old_version(manager, monkeypatch):
+    old = Bundle(pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [3]}), "old")
+    _roundtrip(manager, "split", old)
+    restore = _interrupt_after_first_part(monkeypatch, type(manager))
+    new = Bundle(pd.DataFrame({"a": [9, 9, 9]}), pd.DataFrame({"a": [8]}), "new")
+    with pytest.raises(InterruptedWrite):
+        manager.handle_output(build_output_context(asset_key="split"), new)
+    restore()
+    loaded = manager.load_input(build_input_context(asset_key="split"))
+    assert loaded.note == "old"  # the old version, whole: never a new part with an old one
+    pd.testing.assert_frame_equal(loaded.train, old.train)
+    pd.testing.assert_frame_equal(loaded.test, old.test)
+    assert _roundtrip(manager, "split", new).note == "new"  # the next write goes through
+    for _ in range(3):  # versions before the previous one are removed
+        _roundtrip(manager, "split", new)
+
+
+def test_a_crash_between_parts_leaves_the_old_version(tmp_path, monkeypatch):
+    manager = LocalDatasetIOManager(base_dir=str(tmp_path))
+    check_a_crash_between_parts_leaves_the_old_version(manager, monkeypatch)
+    kept = sorted(p.name for p in (tmp_path / "split" / "versions").iterdir())
+    manifest = json.loads((tmp_path / "split" / "manifest.json").read_text())
+    assert kept[-2:] == sorted([manifest["version"], manifest["previous_version"]])
+    assert len(kept) <= 3  # the two current ones, plus at most the crashed write's leftovers

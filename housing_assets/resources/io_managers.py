@@ -1,20 +1,30 @@
 """IO managers that store each asset as a folder a person can browse.
 
-``<base>/<asset key>/`` holds a ``manifest.json`` and the parts: a DataFrame as ``data.parquet``;
-a dataclass bundle (e.g. the train/test split) with each DataFrame field as ``<field>.parquet`` and
-the remaining fields pickled in ``object.pkl``; any other Python object (a fitted estimator) as
-``object.pkl``. One base class does the (de)serialisation; subclasses only move bytes, locally or
-to Google Cloud Storage. The manifest is written last, so a half-written asset is never read.
+``<base>/<asset key>/`` holds a ``manifest.json`` and, under ``versions/<version>/``, the parts: a
+DataFrame as ``data.parquet``; a dataclass bundle (e.g. the train/test split) with each DataFrame
+field as ``<field>.parquet`` and the remaining fields pickled in ``object.pkl``; any other Python
+object (a fitted estimator) as ``object.pkl``. One base class does the (de)serialisation;
+subclasses only move bytes, locally or to Google Cloud Storage.
+
+Writes are atomic per asset version: a new version's parts go to a folder of their own, and the
+manifest (one object, replaced atomically) is switched last, naming the version and each part's
+size and sha256. A reader sees the old version or the new one, never a mix; a part that does not
+match its manifest is an error naming it. The previous version is kept (a reader that has just
+read the old manifest still finds its parts); older ones are removed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
 import pickle
+import shutil
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +33,7 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 from pydantic import PrivateAttr
 
 MANIFEST = "manifest.json"
+VERSIONS = "versions"
 
 
 class AssetNotFoundError(FileNotFoundError):
@@ -78,43 +89,81 @@ class DatasetIOManager(ConfigurableIOManager):
     def _exists(self, location: str, name: str) -> bool:
         raise NotImplementedError
 
+    def _remove_prefix(self, location: str, prefix: str) -> None:
+        """Remove every part under ``location/prefix`` (an old version); best effort."""
+        raise NotImplementedError
+
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         if obj is None:
             return
         location = self._location(list(context.asset_key.path))
         manifest, parts = serialize(obj)
+        previous = self._manifest(location)
+        version = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         for name, data in parts.items():
-            self._write(location, name, data)
-        manifest["parts"] = {name: len(data) for name, data in parts.items()}
-        self._write(location, MANIFEST, json.dumps(manifest, indent=2).encode())
+            self._write(location, f"{VERSIONS}/{version}/{name}", data)
+        manifest["version"] = version
+        manifest["previous_version"] = previous.get("version") if previous else None
+        manifest["parts"] = {
+            name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for name, data in parts.items()
+        }
+        self._write(location, MANIFEST, json.dumps(manifest, indent=2).encode())  # the switch
+        if previous and previous.get("previous_version"):
+            self._remove_prefix(location, f"{VERSIONS}/{previous['previous_version']}")
         context.add_output_metadata(
-            {"storage_location": location, "stored_bytes": sum(manifest["parts"].values())}
+            {
+                "storage_location": location,
+                "storage_version": version,
+                "stored_bytes": sum(p["bytes"] for p in manifest["parts"].values()),
+            }
         )
+
+    def _manifest(self, location: str) -> dict | None:
+        if not self._exists(location, MANIFEST):
+            return None
+        return json.loads(self._read(location, MANIFEST))
+
+    def _part(self, location: str, manifest: dict, name: str) -> bytes:
+        """One part of the manifest's version, checked against the size and sha256 it lists."""
+        version = manifest.get("version")
+        path = f"{VERSIONS}/{version}/{name}" if version else name  # older layout: no versions
+        where = f"{location}/{path}"
+        try:
+            data = self._read(location, path)
+        except FileNotFoundError as exc:
+            raise CorruptAssetError(f"{where}: listed in the manifest but missing") from exc
+        expected = manifest["parts"].get(name)
+        if isinstance(expected, dict) and (
+            len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]
+        ):
+            raise CorruptAssetError(
+                f"{where}: {len(data):,} bytes that do not match the manifest "
+                f"({expected['bytes']:,} bytes, sha256 {expected['sha256'][:12]}…)"
+            )
+        return data
 
     def load_input(self, context: InputContext) -> Any:
         return self.load(list(context.asset_key.path))
 
     def load(self, key_path: list[str]) -> Any:
         location = self._location(key_path)
-        if not self._exists(location, MANIFEST):
+        manifest = self._manifest(location)
+        if manifest is None:
             raise AssetNotFoundError(
                 f"asset '{'/'.join(key_path)}' has not been materialized yet: nothing at "
                 f"{location} (materialize it, or its upstream assets, first)"
             )
-        manifest = json.loads(self._read(location, MANIFEST))
+
+        def frame(name: str) -> pd.DataFrame:
+            return _frame_from_parquet(self._part(location, manifest, name), f"{location}/{name}")
+
         kind = manifest["kind"]
         if kind == "dataframe":
-            return _frame_from_parquet(
-                self._read(location, "data.parquet"), f"{location}/data.parquet"
-            )
-        value = pickle.loads(self._read(location, "object.pkl"))
+            return frame("data.parquet")
+        value = pickle.loads(self._part(location, manifest, "object.pkl"))
         if kind == "dataclass":
-            frames = {
-                name: _frame_from_parquet(
-                    self._read(location, f"{name}.parquet"), f"{location}/{name}.parquet"
-                )
-                for name in manifest["frames"]
-            }
+            frames = {name: frame(f"{name}.parquet") for name in manifest["frames"]}
             value = dataclasses.replace(value, **frames)
         return value
 
@@ -128,18 +177,23 @@ class LocalDatasetIOManager(DatasetIOManager):
         return str(Path(self.base_dir, *key_path))
 
     def _write(self, location: str, name: str, data: bytes) -> None:
-        folder = Path(location)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        path = Path(location, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.replace(tmp, folder / name)  # atomic: readers see the old or the new part, never half
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the manifest can name it
+        os.replace(tmp, path)  # atomic: readers see the old or the new file, never half
 
     def _read(self, location: str, name: str) -> bytes:
-        return (Path(location) / name).read_bytes()
+        return Path(location, name).read_bytes()
 
     def _exists(self, location: str, name: str) -> bool:
-        return (Path(location) / name).is_file()
+        return Path(location, name).is_file()
+
+    def _remove_prefix(self, location: str, prefix: str) -> None:
+        shutil.rmtree(Path(location, prefix), ignore_errors=True)
 
 
 class GCSDatasetIOManager(DatasetIOManager):
@@ -181,6 +235,14 @@ class GCSDatasetIOManager(DatasetIOManager):
         from housing_assets.gcs import read_bytes
 
         return read_bytes(f"{location}/{name}", self.retry_deadline_s, self._gcs_client())
+
+    def _remove_prefix(self, location: str, prefix: str) -> None:
+        from housing_assets.gcs import list_keys, split_gs_url
+
+        bucket, _ = split_gs_url(location)
+        client = self._gcs_client()
+        for key in list_keys(f"{location}/{prefix}/", self.retry_deadline_s, client):
+            client.bucket(bucket).blob(key).delete(timeout=self.retry_deadline_s)
 
     def _exists(self, location: str, name: str) -> bool:
         from housing_assets.gcs import call, retry_policy, split_gs_url
