@@ -122,7 +122,8 @@ class LocalLanding(Landing):
 
 
 class GCSLanding(Landing):
-    def __init__(self, url: str, client, deadline_s: float = 60.0):
+    # Well inside the 60 s a sensor tick may take: an unreachable bucket fails the tick clearly.
+    def __init__(self, url: str, client, deadline_s: float = 20.0):
         from housing_assets.gcs import split_gs_url
 
         self.url = url.rstrip("/")

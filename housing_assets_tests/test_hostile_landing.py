@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import os
+import time
 
 import pytest
 from dagster import RunRequest
@@ -86,3 +87,18 @@ def test_reasons_name_the_column_and_row_not_the_value(tmp_path, raw_frame):
     message = str(error.value)
     assert "column 'median_income' must be numeric" in message and "data row 8" in message
     assert "hunter2" not in message
+
+
+def test_an_unreachable_gcs_landing_fails_the_tick_clearly_and_in_time(monkeypatch):
+    """Dagster gives a sensor tick 60 s: a gs:// landing zone whose server does not answer must
+    fail well inside that, with a message naming the location."""
+    from housing_assets.gcs import GCSError
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(
+        GCSError,
+        match=r"gs://landing-bucket/incoming/\S*: listing failed after retrying for up to 20 s",
+    ):
+        _evaluate("gs://landing-bucket/incoming")
+    assert time.monotonic() - start < 45
