@@ -23,10 +23,13 @@ import json
 import logging
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from housing_assets import settings
 from housing_assets.ml.registry import MODEL_NAME
+from housing_assets.ml.schema import FEATURE_COLUMNS
+from housing_assets.redaction import redact_url
 
 log = logging.getLogger("housing-serve")
 
@@ -50,9 +53,18 @@ def aliased_version(client: Any, model: str, alias: str) -> str:
         if exc.error_code not in _NOT_THERE:
             raise
         raise AliasMissingError(
-            f"no version of {model!r} has the alias {alias!r} in {client.tracking_uri}: run the "
+            f"no version of {model!r} has the alias {alias!r} in {redact_url(client.tracking_uri)}: run the "
             "pipeline first (`make run`), or set MLFLOW_TRACKING_URI to the registry that has it"
         ) from exc
+
+
+@dataclass(frozen=True)
+class Served:
+    """One loaded version: replaced as a whole, so a request never mixes two versions."""
+
+    version: str
+    app: Any  # MLflow's scoring app for it
+    validates: bool  # its inputs are the housing features: rows get the training data's rules
 
 
 class AliasFollowingApp:
@@ -63,10 +75,17 @@ class AliasFollowingApp:
     it, the app starts empty and model endpoints answer 503 until the alias appears.
     """
 
-    def __init__(self, client: Any, model: str, alias: str, wait: bool = False):
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        alias: str,
+        wait: bool = False,
+        max_request_bytes: int = 5_000_000,
+    ):
         self.client, self.model, self.alias = client, model, alias
-        # (version, scoring app), replaced as one object so a request never mixes the two.
-        self._current: tuple[str, Any] | None = None
+        self.max_request_bytes = max_request_bytes
+        self._current: Served | None = None
         self._lock = threading.Lock()  # one refresh at a time
         self._failed: str | None = None  # the last version that could not be loaded
         self._problem: str | None = None  # why the last lookup failed (None: it worked)
@@ -75,18 +94,21 @@ class AliasFollowingApp:
             self.refresh()
         else:
             version = aliased_version(client, model, alias)
-            self._current = (version, self._scoring_app(version))
+            self._current = self._load(version)
 
     @property
     def version(self) -> str | None:
         """The version being served (None while waiting for the alias)."""
-        return self._current[0] if self._current else None
+        return self._current.version if self._current else None
 
-    def _scoring_app(self, version: str):
+    def _load(self, version: str) -> Served:
         import mlflow
         from mlflow.pyfunc import scoring_server
 
-        return scoring_server.init(mlflow.pyfunc.load_model(f"models:/{self.model}/{version}"))
+        model = mlflow.pyfunc.load_model(f"models:/{self.model}/{version}")
+        schema = model.metadata.get_input_schema()
+        inputs = set(schema.input_names()) if schema is not None else set()
+        return Served(version, scoring_server.init(model), set(FEATURE_COLUMNS) <= inputs)
 
     def refresh(self) -> bool:
         """Serve the version the alias points to now; True if that changed the served version.
@@ -98,7 +120,7 @@ class AliasFollowingApp:
                 self._problem = None
                 if version == self.version:
                     return False
-                app = self._scoring_app(version)
+                served = self._load(version)
             except AliasMissingError as exc:
                 self._problem = None
                 if self._current is None:
@@ -119,7 +141,7 @@ class AliasFollowingApp:
             log.info(
                 "%s@%s moved to version %s (was %s)", self.model, self.alias, version, self.version
             )
-            self._current = (version, app)  # requests already running finish on the old app
+            self._current = served  # requests already running finish on the old app
             self._waiting = None
             return True
 
@@ -142,7 +164,7 @@ class AliasFollowingApp:
         current = self._current
         if scope["type"] != "http":
             if current is not None:
-                await current[1](scope, receive, send)
+                await current.app(scope, receive, send)
             return
         if scope["path"] == "/status":
             await _send_json(send, *self.status())
@@ -157,15 +179,120 @@ class AliasFollowingApp:
                 },
             )
             return
-        version, app = current
+        version, app = current.version, current.app
+        if scope["path"] == "/invocations" and scope.get("method") == "POST":
+            body = await _read_body(receive, self.max_request_bytes)
+            if body is None:
+                await _send_json(
+                    send, 413, _error(f"request larger than {self.max_request_bytes:,} bytes")
+                )
+                return
+            problem = request_problem(body) if current.validates else None
+            if problem:
+                await _send_json(send, 400, _error(problem))
+                return
+            receive = _replay(body)
+        await app(scope, receive, _clean_errors(send, version))
 
-        async def send_with_version(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                message = {**message, "headers": [*headers, (b"x-model-version", version.encode())]}
-            await send(message)
 
-        await app(scope, receive, send_with_version)
+def _error(message: str) -> dict[str, str]:
+    return {"error_code": "BAD_REQUEST", "message": message}
+
+
+def request_problem(body: bytes) -> str | None:
+    """What is wrong with the rows of an /invocations body, by the training data's own rules
+    (a message naming the column and the rule), or None. Bodies that are not JSON records or
+    splits are left to MLflow's own parser."""
+    import pandas as pd
+
+    from housing_assets.ml.schema import DataValidationError, validate_features
+
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    try:
+        if isinstance(payload.get("dataframe_records"), list):
+            frame = pd.DataFrame.from_records(payload["dataframe_records"])
+        elif isinstance(payload.get("dataframe_split"), dict):
+            split = payload["dataframe_split"]
+            frame = pd.DataFrame(split.get("data", []), columns=split.get("columns"))
+        else:
+            return None
+    except (TypeError, ValueError) as exc:
+        return f"request: rows could not be read as a table ({type(exc).__name__})"
+    try:
+        validate_features(frame)
+    except DataValidationError as exc:
+        return str(exc)
+    return None
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it exceeds ``limit`` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes):
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _clean_errors(send, version: str):
+    """``send`` that adds x-model-version to every response and drops MLflow's stack traces
+    (server paths and code) from error bodies."""
+    pending: dict[str, Any] = {}
+
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"x-model-version", version.encode())]
+            message = {**message, "headers": headers}
+            if message["status"] >= 400:
+                pending["start"], pending["body"] = message, b""
+                return
+        elif message["type"] == "http.response.body" and "start" in pending:
+            pending["body"] += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            body = pending["body"]
+            try:
+                parsed = json.loads(body)
+                if isinstance(parsed, dict):
+                    parsed.pop("stack_trace", None)
+                    body = json.dumps(parsed).encode()
+            except ValueError:
+                pass
+            start = pending.pop("start")
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await send(message)
+
+    return wrapped
 
 
 async def _send_json(send, status: int, body: dict[str, Any]) -> None:
@@ -183,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=MODEL_NAME)
     parser.add_argument("--poll-s", type=float, default=30.0, help="how often to check the alias")
     parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=5_000_000,
+        help="larger /invocations bodies get 413 (default 5 MB, ~20,000 rows)",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="start even if the alias does not exist yet (503 until it does), as a deployment "
@@ -198,13 +331,17 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        app = AliasFollowingApp(client, args.model, args.alias, wait=args.wait)
+        app = AliasFollowingApp(
+            client, args.model, args.alias, wait=args.wait, max_request_bytes=args.max_request_bytes
+        )
     except AliasMissingError as exc:
         print(f"housing-serve: {exc}", file=sys.stderr)
         return 2
     where = f"http://{args.host}:{args.port}"
     served = f"version {app.version}" if app.version else "nothing yet: waiting for the alias"
-    log.info("serving %s@%s (%s) from %s on %s", args.model, args.alias, served, uri, where)
+    log.info(
+        "serving %s@%s (%s) from %s on %s", args.model, args.alias, served, redact_url(uri), where
+    )
 
     import uvicorn
 

@@ -84,6 +84,20 @@ def test_server_matches_the_in_process_model_and_rejects_bad_requests(served_cha
     assert 400 <= status < 500
     assert "median_income" in body["message"]
 
+    # What training rejects, serving rejects too, naming the column and the rule.
+    for change, expected in [
+        ({"median_income": None}, "column 'median_income' has 1 missing value(s)"),
+        ({"latitude": 95.0}, "column 'latitude' has 1 value(s) outside [32, 42.5]"),
+        ({"median_income": 1e9}, "column 'median_income' has 1 value(s) outside [0, 100]"),
+    ]:
+        status, body = post(f"{base}/invocations", {"dataframe_records": [records[2] | change]})
+        assert status == 400 and expected in body["message"], body
+    for body in (post(f"{base}/invocations", {"dataframe_records": missing})[1],):
+        assert "stack_trace" not in body  # MLflow's own errors lose their traceback
+    huge = {"dataframe_records": records[:1] * 60_000}  # ~13 MB: over the 5 MB default
+    status, body = post(f"{base}/invocations", huge)
+    assert status == 413 and "larger than 5,000,000 bytes" in body["message"]
+
     status, body = post(f"{base}/invocations", {"dataframe_records": records[:1]})
     assert status == 200 and len(body["predictions"]) == 1  # still serving
 
@@ -174,3 +188,30 @@ def test_housing_serve_waits_for_the_alias_then_serves_it(registry, tmp_path):
         assert post_with_version(f"{base}/invocations", {"dataframe_records": [{"x": 1.0}]})[
             1:
         ] == ({"predictions": [200.0]}, "2")
+
+
+def test_request_rules_are_the_training_rules():
+    from housing_assets.serving import request_problem
+
+    row = {
+        "longitude": -122.23,
+        "latitude": 37.88,
+        "housing_median_age": 41,
+        "total_rooms": 880,
+        "total_bedrooms": None,  # may be missing: the model imputes it
+        "population": 322,
+        "households": 126,
+        "median_income": 8.3252,
+        "ocean_proximity": "SOMEWHERE NEW",  # unseen categories are fine
+    }
+    assert request_problem(json.dumps({"dataframe_records": [row]}).encode()) is None
+    split = {"columns": list(row), "data": [list((row | {"households": "many"}).values())]}
+    problem = request_problem(json.dumps({"dataframe_split": split}).encode())
+    assert problem == "request: column 'households' must be numeric; 1 value(s) are not " + (
+        "(first at data row 1)"
+    )
+    no_geo = {k: v for k, v in row.items() if k != "latitude"}
+    assert "missing column 'latitude'" in request_problem(
+        json.dumps({"dataframe_records": [no_geo]}).encode()
+    )
+    assert request_problem(b"not json") is None  # left to MLflow's parser (a 400 of its own)

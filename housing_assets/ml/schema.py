@@ -82,17 +82,20 @@ def coerce_raw(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def validate_raw(frame: pd.DataFrame, source: str) -> ValidationReport:
-    """Validate values of a frame already passed through :func:`coerce_raw`."""
+def check_values(frame: pd.DataFrame, source: str, columns: list[str] = RAW_COLUMNS) -> None:
+    """The value rules on ``columns`` of a coerced frame: required columns complete, numbers
+    inside their plausible ranges. Training data and serving requests share these rules."""
     if frame.empty:
         raise DataValidationError(f"{source}: the dataset has no rows")
-    for column in REQUIRED_NON_NULL:
+    for column in [c for c in REQUIRED_NON_NULL if c in columns]:
         n_null = int(frame[column].isna().sum())
         if n_null:
             raise DataValidationError(
                 f"{source}: column '{column}' has {n_null} missing value(s); it must be complete"
             )
     for column, (low, high) in VALUE_RANGES.items():
+        if column not in columns:
+            continue
         values = frame[column]
         out = values.notna() & ((values < low) | (values > high))
         if out.any():
@@ -101,8 +104,32 @@ def validate_raw(frame: pd.DataFrame, source: str) -> ValidationReport:
                 f"{source}: column '{column}' has {int(out.sum())} value(s) outside "
                 f"[{low:g}, {high:g}] (first at data row {first + 1}: {values.iloc[first]!r})"
             )
+
+
+def validate_raw(frame: pd.DataFrame, source: str) -> ValidationReport:
+    """Validate values of a frame already passed through :func:`coerce_raw`."""
+    check_values(frame, source)
     return ValidationReport(
         rows=len(frame),
         missing={c: int(n) for c, n in frame.isna().sum().items()},
         categories={str(k): int(v) for k, v in frame[CATEGORICAL_FEATURE].value_counts().items()},
     )
+
+
+def validate_features(frame: pd.DataFrame, source: str = "request") -> None:
+    """The serving side of the same rules: the 9 feature columns of rows to predict (columns
+    MLflow's signature checks; here types, completeness and ranges, as for training rows)."""
+    for column in NUMERIC_FEATURES:
+        if column not in frame:
+            raise DataValidationError(f"{source}: missing column '{column}'")
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna()
+        if bad.any():
+            raise DataValidationError(
+                f"{source}: column '{column}' must be numeric; {int(bad.sum())} value(s) are not "
+                f"(first at data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})"
+            )
+        frame = frame.assign(**{column: values})
+    if CATEGORICAL_FEATURE not in frame:
+        raise DataValidationError(f"{source}: missing column '{CATEGORICAL_FEATURE}'")
+    check_values(frame, source, FEATURE_COLUMNS)
