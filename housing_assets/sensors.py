@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 from dagster import (
     DefaultSensorStatus,
@@ -18,6 +21,7 @@ from dagster import (
 
 from housing_assets.jobs import retrain_job
 from housing_assets.landing import ACCEPTED, QUARANTINE, Batch, Landing
+from housing_assets.ml.batches import row_keys
 from housing_assets.ml.schema import DataValidationError, validate_raw
 from housing_assets.ml.source import parse_payload
 from housing_assets.resources.source import HousingSource
@@ -54,16 +58,30 @@ class SensorCursor:
         )
 
 
-def batch_problem(batch: Batch) -> str | None:
-    """Why ``batch`` cannot be trained on (a reason naming it), or None. Any failure to parse
-    counts, not only validation errors: one bad file must never stop the others."""
+def parse_batch(batch: Batch) -> tuple[pd.DataFrame | None, str | None]:
+    """The batch's rows, or why it cannot be trained on (a reason naming it). Any failure to
+    parse counts, not only validation errors: one bad file must never stop the others."""
     try:
-        validate_raw(parse_payload(batch.payload, batch.name), batch.name)
+        frame = parse_payload(batch.payload, batch.name)
+        validate_raw(frame, batch.name)
     except DataValidationError as exc:
-        return str(exc)
+        return None, str(exc)
     except Exception as exc:
-        return f"{batch.name}: could not be parsed ({type(exc).__name__})"
-    return None
+        return None, f"{batch.name}: could not be parsed ({type(exc).__name__})"
+    return frame, None
+
+
+def known_row_keys(housing_source: HousingSource, log) -> set[int]:
+    """Row keys of the data a retrain would use now (base dataset + accepted batches); empty,
+    with a warning, if the base cannot be read (then only identical files are spotted)."""
+    try:
+        return set(row_keys(housing_source.load().frame).tolist())
+    except Exception as exc:
+        log.warning(
+            f"could not read the current data to spot re-sent rows ({type(exc).__name__}: "
+            f"{exc}); only identical files are recognised this tick"
+        )
+        return set()
 
 
 def retrain_run_config() -> dict:
@@ -96,6 +114,7 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
             context.log.warning(
                 f"{ACCEPTED}/{name} was accepted by an interrupted tick: retraining"
             )
+    known: set[int] | None = None  # rows already in the data, read once a batch needs it
     for name in landing.incoming():
         try:
             batch = landing.read(name)
@@ -114,21 +133,35 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
             )
             context.log.warning(f"{name}: duplicate of a processed batch, moved to {where}")
             continue
-        problem = batch_problem(batch)
+        frame, problem = parse_batch(batch)
+        if frame is not None:
+            if known is None:
+                known = known_row_keys(housing_source, context.log)
+            keys = row_keys(frame)
+            new_keys = sorted(set(keys.tolist()) - known)
+            if not new_keys:
+                problem = (
+                    f"{name}: all {len(frame)} rows are already in the data (the base dataset "
+                    "or accepted batches); nothing new to train on"
+                )
         if problem:
             where = landing.move(batch, QUARANTINE, reason=f"{problem}\n")
             context.log.warning(f"quarantined {name} as {QUARANTINE}/{where}: {problem}")
         else:
             where = landing.move(batch, ACCEPTED)
-            accepted.append((where, batch.sha256))
-            context.log.info(f"accepted {name} as {ACCEPTED}/{where}")
+            known |= set(new_keys)
+            rows_sha = hashlib.sha256(np.asarray(new_keys, dtype=np.uint64).tobytes()).hexdigest()
+            accepted.append((where, rows_sha))
+            context.log.info(
+                f"accepted {name} as {ACCEPTED}/{where}: {len(new_keys)} new of {len(frame)} rows"
+            )
         cursor.processed.append(batch.sha256)
         seen.add(batch.sha256)
     cursor.requested |= {name for name, _ in accepted}
     context.update_cursor(cursor.dump())
     if not accepted:
         return SkipReason("no new valid batch")
-    return RunRequest(
+    return RunRequest(  # the key names the new rows: the same rows never start a second run
         run_key="batches-" + "-".join(sha[:12] for _, sha in accepted),
         run_config=retrain_run_config(),
         tags={"housing/batches": ",".join(name for name, _ in accepted)},

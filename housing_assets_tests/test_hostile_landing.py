@@ -10,6 +10,7 @@ import json
 import os
 import time
 
+import pandas as pd
 import pytest
 from dagster import RunRequest
 
@@ -102,3 +103,38 @@ def test_an_unreachable_gcs_landing_fails_the_tick_clearly_and_in_time(monkeypat
     ):
         _evaluate("gs://landing-bucket/incoming")
     assert time.monotonic() - start < 45
+
+
+def test_resent_rows_are_duplicates_and_new_rows_decide_the_run(tmp_path, raw_frame, housing_tgz):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    new_rows = raw_frame.iloc[:30].assign(housing_median_age=lambda f: f.housing_median_age + 0.5)
+    raw_frame.iloc[100:160].to_csv(landing / "a-base-rows.csv", index=False)
+    raw_frame.iloc[100:160].to_csv(landing / "b-base-rows.csv.gz", index=False, compression="gzip")
+    pd.concat([raw_frame.iloc[200:220], new_rows]).to_csv(landing / "c-mixed.csv", index=False)
+
+    result, cursor = _evaluate(landing, source=housing_tgz)
+    assert isinstance(result, RunRequest)
+    assert result.tags["housing/batches"] == "c-mixed.csv"
+    for name in ("a-base-rows.csv", "b-base-rows.csv.gz"):
+        reason = (landing / "quarantine" / f"{name}.reason.txt").read_text()
+        assert reason.startswith(f"{name}: all 60 rows are already in the data")
+
+    # The same new rows again, in another file and order: nothing new, no second run.
+    new_rows.iloc[::-1].to_csv(landing / "d-same-new-rows.csv", index=False)
+    again, _ = _evaluate(landing, cursor, source=housing_tgz)
+    assert not isinstance(again, RunRequest)
+    reason = (landing / "quarantine" / "d-same-new-rows.csv.reason.txt").read_text()
+    assert "all 30 rows are already in the data" in reason
+
+
+def test_the_run_key_names_the_new_rows_not_the_file(tmp_path, raw_frame, housing_tgz):
+    new_rows = raw_frame.iloc[:25].assign(population=lambda f: f.population + 1)
+    keys = []
+    for name, extra in (("x.csv", raw_frame.iloc[300:310]), ("y.csv", raw_frame.iloc[400:405])):
+        landing = tmp_path / name
+        landing.mkdir()
+        pd.concat([extra, new_rows]).to_csv(landing / name, index=False)
+        result, _ = _evaluate(landing, source=housing_tgz)
+        keys.append(result.run_key)
+    assert keys[0] == keys[1]  # different files, same new rows

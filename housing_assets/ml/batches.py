@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from housing_assets.ml.schema import RAW_COLUMNS
 
 BASE_BATCH = "base"
 BATCH_COLUMN = "batch"
+
+
+def row_keys(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit key per row over the raw columns: equal rows, equal keys (the same test that
+    :func:`combine_batches` uses to drop duplicates)."""
+    return pd.util.hash_pandas_object(frame[RAW_COLUMNS], index=False).to_numpy()
 
 
 def combine_batches(
