@@ -3,7 +3,13 @@
 Users drop batch files (.csv, .csv.gz, .tgz, .tar.gz) at the top level. The retraining sensor
 validates each new one and moves it to ``accepted/`` or, with a ``.reason.txt`` beside it, to
 ``quarantine/``. Nothing is ever deleted: a move copies first and removes the original only
-once the copy is in place.
+once the copy is in place, and only if the original is still what was read.
+
+A file is taken only when finished. On GCS an object is visible only once its upload is
+complete. In a folder, a file is finished once it has not been written for ``settle_s``
+seconds (a plain ``cp`` or an upload in progress is never read half-way), or at once if it was
+renamed after its last write (write to a hidden ``.name.partial``, then ``mv``: the protocol to
+use when every second counts). Hidden files, links and special files are never batches.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +27,16 @@ ACCEPTED = "accepted"
 QUARANTINE = "quarantine"
 
 
+class BatchChangedError(RuntimeError):
+    """The original changed after it was read: it is left in place for the next tick."""
+
+
 @dataclass(frozen=True)
 class Batch:
     name: str  # file name, unique within its folder
     url: str  # where it lives now
     payload: bytes
+    stamp: tuple = ()  # what identifies this content in storage (size/mtime/inode, generation)
 
     @property
     def sha256(self) -> str:
@@ -49,12 +61,18 @@ class Landing:
     def write(self, name: str, data: bytes, folder: str) -> None:
         raise NotImplementedError
 
-    def remove(self, name: str, folder: str = "") -> None:
+    def remove(self, name: str, folder: str = "", stamp: tuple = ()) -> None:
+        """Remove ``name``; with a ``stamp``, only if it is still that content (else
+        :class:`BatchChangedError`)."""
         raise NotImplementedError
 
+    def is_finished(self, name: str) -> bool:
+        """Whether the writer of an incoming file is done with it (see the module docstring)."""
+        return True
+
     def incoming(self) -> list[str]:
-        """Batch files waiting at the top level, oldest name first."""
-        return sorted(n for n in self.list_names() if is_batch_name(n))
+        """Finished batch files waiting at the top level, oldest name first."""
+        return sorted(n for n in self.list_names() if is_batch_name(n) and self.is_finished(n))
 
     def accepted_names(self) -> list[str]:
         """Batch files in ``accepted/``, oldest name first."""
@@ -72,8 +90,14 @@ class Landing:
             name = f"{stem}-{batch.sha256[:8]}{suffix}"
         self.write(name, batch.payload, folder)
         if reason is not None:
-            self.write(f"{name}.reason.txt", reason.encode(), folder)
-        self.remove(batch.name)
+            self.write(f"{name}.reason.txt", f"{reason.rstrip()}\n".encode(), folder)
+        try:
+            self.remove(batch.name, stamp=batch.stamp)
+        except BatchChangedError:  # still being written: undo the copy, keep the original
+            self.remove(name, folder)
+            if reason is not None:
+                self.remove(f"{name}.reason.txt", folder)
+            raise
         return name
 
 
@@ -85,9 +109,15 @@ def _split_suffix(name: str) -> tuple[str, str]:
 
 
 class LocalLanding(Landing):
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, settle_s: float = 10.0):
         self.root = Path(path)
         self.url = str(self.root)
+        self.settle_s = settle_s
+
+    def is_finished(self, name: str) -> bool:
+        info = os.lstat(self.root / name)
+        renamed_after_writing = info.st_ctime_ns > info.st_mtime_ns
+        return renamed_after_writing or time.time() - info.st_mtime >= self.settle_s
 
     def _dir(self, folder: str) -> Path:
         return self.root / folder if folder else self.root
@@ -106,9 +136,11 @@ class LocalLanding(Landing):
         # O_NOFOLLOW: a file swapped for a symlink after listing is refused, not followed.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 raise OSError(f"{path}: not a regular file")
-            return Batch(name, str(path), handle.read())
+            payload = handle.read()
+            return Batch(name, str(path), payload, (len(payload), info.st_mtime_ns, info.st_ino))
 
     def write(self, name: str, data: bytes, folder: str) -> None:
         directory = self._dir(folder)
@@ -117,8 +149,13 @@ class LocalLanding(Landing):
         tmp.write_bytes(data)
         tmp.replace(directory / name)
 
-    def remove(self, name: str, folder: str = "") -> None:
-        (self._dir(folder) / name).unlink()
+    def remove(self, name: str, folder: str = "", stamp: tuple = ()) -> None:
+        path = self._dir(folder) / name
+        if stamp:
+            info = os.lstat(path)
+            if (info.st_size, info.st_mtime_ns, info.st_ino) != stamp:
+                raise BatchChangedError(f"{name}: changed while it was being read")
+        path.unlink()
 
 
 class GCSLanding(Landing):
@@ -154,10 +191,18 @@ class GCSLanding(Landing):
         return call("listing", f"gs://{self.bucket_name}/{prefix}", names, self.deadline_s)
 
     def read(self, name: str, folder: str = "") -> Batch:
-        from housing_assets.gcs import read_bytes
+        from housing_assets.gcs import call, retry_policy
 
         url = f"gs://{self.bucket_name}/{self._key(name, folder)}"
-        return Batch(name, url, read_bytes(url, self.deadline_s, self.client))
+        blob = self.client.bucket(self.bucket_name).blob(self._key(name, folder))
+
+        def download() -> bytes:
+            return blob.download_as_bytes(
+                retry=retry_policy(self.deadline_s), timeout=self.deadline_s
+            )
+
+        payload = call("download", url, download, self.deadline_s)
+        return Batch(name, url, payload, (blob.generation,))  # the generation downloaded
 
     def write(self, name: str, data: bytes, folder: str) -> None:
         from housing_assets.gcs import write_bytes
@@ -166,23 +211,32 @@ class GCSLanding(Landing):
             f"gs://{self.bucket_name}/{self._key(name, folder)}", data, self.deadline_s, self.client
         )
 
-    def remove(self, name: str, folder: str = "") -> None:
+    def remove(self, name: str, folder: str = "", stamp: tuple = ()) -> None:
+        from google.api_core.exceptions import PreconditionFailed
+
         from housing_assets.gcs import call, retry_policy
 
         blob = self.client.bucket(self.bucket_name).blob(self._key(name, folder))
-        call(
-            "removing the original after copying",
-            f"gs://{self.bucket_name}/{blob.name}",
-            lambda: blob.delete(retry=retry_policy(self.deadline_s), timeout=self.deadline_s),
-            self.deadline_s,
-        )
+        generation = stamp[0] if stamp else None  # only the generation that was read
+
+        def delete() -> None:
+            try:
+                blob.delete(
+                    retry=retry_policy(self.deadline_s),
+                    timeout=self.deadline_s,
+                    if_generation_match=generation,
+                )
+            except PreconditionFailed as exc:
+                raise BatchChangedError(f"{name}: replaced while it was being read") from exc
+
+        call("removing the original after copying", f"gs://{blob.name}", delete, self.deadline_s)
 
 
-def open_landing(url: str, gcs=None) -> Landing:
+def open_landing(url: str, gcs=None, settle_s: float = 10.0) -> Landing:
     """The landing zone at ``url``; a ``gs://`` one through dagster-gcp's ``GCSResource``
-    (``gcs``, else one for this environment)."""
+    (``gcs``, else one for this environment). ``settle_s``: see the module docstring."""
     if url.startswith("gs://"):
         from housing_assets.gcs import storage_client
 
         return GCSLanding(url, storage_client(gcs))
-    return LocalLanding(url)
+    return LocalLanding(url, settle_s)

@@ -20,7 +20,7 @@ from dagster import (
 )
 
 from housing_assets.jobs import retrain_job
-from housing_assets.landing import ACCEPTED, QUARANTINE, Batch, Landing
+from housing_assets.landing import ACCEPTED, QUARANTINE, Batch, BatchChangedError, Landing
 from housing_assets.ml.batches import row_keys
 from housing_assets.ml.schema import DataValidationError, validate_raw
 from housing_assets.ml.source import parse_payload
@@ -125,12 +125,16 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
             )
             continue
         if batch.sha256 in seen:
-            where = landing.move(
-                batch,
-                QUARANTINE,
-                reason=f"{name}: identical to a batch already processed "
-                f"(sha256 {batch.sha256}); nothing new to train on\n",
-            )
+            try:
+                where = landing.move(
+                    batch,
+                    QUARANTINE,
+                    reason=f"{name}: identical to a batch already processed "
+                    f"(sha256 {batch.sha256}); nothing new to train on",
+                )
+            except BatchChangedError:
+                context.log.warning(f"{name}: changed while being read; left for the next tick")
+                continue
             context.log.warning(f"{name}: duplicate of a processed batch, moved to {where}")
             continue
         frame, problem = parse_batch(batch)
@@ -144,11 +148,14 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
                     f"{name}: all {len(frame)} rows are already in the data (the base dataset "
                     "or accepted batches); nothing new to train on"
                 )
+        try:
+            where = landing.move(batch, QUARANTINE if problem else ACCEPTED, reason=problem)
+        except BatchChangedError:
+            context.log.warning(f"{name}: changed while being read; left for the next tick")
+            continue
         if problem:
-            where = landing.move(batch, QUARANTINE, reason=f"{problem}\n")
             context.log.warning(f"quarantined {name} as {QUARANTINE}/{where}: {problem}")
         else:
-            where = landing.move(batch, ACCEPTED)
             known |= set(new_keys)
             rows_sha = hashlib.sha256(np.asarray(new_keys, dtype=np.uint64).tobytes()).hexdigest()
             accepted.append((where, rows_sha))

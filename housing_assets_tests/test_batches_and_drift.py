@@ -70,7 +70,7 @@ def test_drift_table_flags_the_shifted_feature_and_category_mix():
 
 
 def test_local_landing_moves_without_losing_anything(tmp_path):
-    landing = open_landing(str(tmp_path))
+    landing = open_landing(str(tmp_path), settle_s=0)  # files count as finished at once
     assert isinstance(landing, LocalLanding)
     (tmp_path / "a.csv").write_text("x\n1\n")
     (tmp_path / "notes.txt").write_text("not a batch")

@@ -138,3 +138,51 @@ def test_the_run_key_names_the_new_rows_not_the_file(tmp_path, raw_frame, housin
         result, _ = _evaluate(landing, source=housing_tgz)
         keys.append(result.run_key)
     assert keys[0] == keys[1]  # different files, same new rows
+
+
+def test_a_file_is_taken_only_when_finished(tmp_path, raw_frame):
+    """A file still being written (fresh, never renamed) waits for the settle time; a file
+    renamed into place after writing is taken at once; a quiet one after the settle time."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    writer = open(landing / "slow.csv", "w")  # noqa: SIM115 (a writer that is not done)
+    writer.write(raw_frame.iloc[:150].to_csv(index=False))
+    writer.flush()
+    raw_frame.iloc[150:200].to_csv(landing / ".fast.csv.partial", index=False)
+    time.sleep(0.05)
+    os.rename(landing / ".fast.csv.partial", landing / "fast.csv")
+
+    result, cursor = _evaluate(landing, settle_s=60)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "fast.csv"
+    assert (landing / "slow.csv").is_file()  # not read half-way
+
+    writer.write(raw_frame.iloc[150:300].to_csv(index=False, header=False))
+    writer.close()
+    quiet = time.time() - 61
+    os.utime(landing / "slow.csv", (quiet, quiet))  # no write for longer than the settle time
+    result, _ = _evaluate(landing, cursor, settle_s=60)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "slow.csv"
+    accepted = pd.read_csv(landing / "accepted" / "slow.csv")
+    assert len(accepted) == 300  # every row the writer wrote
+
+
+def test_a_file_that_changes_while_being_moved_is_left_whole(tmp_path, raw_frame, monkeypatch):
+    """The writer appends between the sensor's read and its removal of the original: the
+    original stays (with everything written), the partial copy is undone, nothing is lost."""
+    from housing_assets.landing import LocalLanding
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    raw_frame.iloc[:100].to_csv(landing / "growing.csv", index=False)
+    write = LocalLanding.write
+
+    def write_while_the_writer_appends(self, name, data, folder):
+        with open(landing / "growing.csv", "a") as handle:
+            handle.write(raw_frame.iloc[100:200].to_csv(index=False, header=False))
+        return write(self, name, data, folder)
+
+    monkeypatch.setattr(LocalLanding, "write", write_while_the_writer_appends)
+    result, _ = _evaluate(landing)
+    assert not isinstance(result, RunRequest)
+    assert len(pd.read_csv(landing / "growing.csv")) == 200
+    assert not any((landing / "accepted").iterdir())

@@ -9,13 +9,18 @@ from housing_assets.resources.source import HousingSource
 from housing_assets.sensors import new_batch_sensor
 
 
-def _evaluate(landing, cursor=None, source="unused"):
+def _evaluate(landing, cursor=None, source="unused", settle_s=0.0):
     """One tick of the real sensor. With the default ``source`` the current data cannot be
-    read, so only identical files are recognised (the sensor's fallback)."""
+    read, so only identical files are recognised (the sensor's fallback); files count as
+    finished at once unless ``settle_s`` says otherwise."""
     with build_sensor_context(  # a context manager: HousingSource may nest the gcs resource
         instance=DagsterInstance.ephemeral(),
         cursor=cursor,
-        resources={"housing_source": HousingSource(url=str(source), landing_url=str(landing))},
+        resources={
+            "housing_source": HousingSource(
+                url=str(source), landing_url=str(landing), landing_settle_s=settle_s
+            )
+        },
     ) as context:
         return new_batch_sensor(context), context.cursor
 

@@ -32,7 +32,12 @@ def build_resources() -> dict:
         io_manager = LocalDatasetIOManager(base_dir=str(settings.data_dir() / "assets"))
     resources = {
         "io_manager": io_manager,
-        "housing_source": HousingSource(url=source, landing_url=landing, gcs=gcs),
+        "housing_source": HousingSource(
+            url=source,
+            landing_url=landing,
+            landing_settle_s=float(os.environ.get("HOUSING_LANDING_SETTLE_S", "10")),
+            gcs=gcs,
+        ),
         "mlflow": MlflowTracking(
             tracking_uri=settings.mlflow_tracking_uri(),
             artifact_location=settings.mlflow_artifact_location(),

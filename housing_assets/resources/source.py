@@ -27,13 +27,16 @@ class HousingSource(ConfigurableResource):
     landing_url: str | None = None
     retries: int = 3
     timeout_s: float = 30.0
+    # A file in a landing folder counts as finished after this long without a write (or at
+    # once when it was renamed into place): see housing_assets/landing.py.
+    landing_settle_s: float = 10.0
     # dagster-gcp's GCSResource for gs:// locations (the `gcs` resource; None without GCS).
     gcs: ConfigurableResource | None = None
 
     def landing(self) -> Landing:
         if not self.landing_url:
             raise ValueError("no landing zone configured (HOUSING_LANDING_URL)")
-        return open_landing(self.landing_url, self.gcs)
+        return open_landing(self.landing_url, self.gcs, self.landing_settle_s)
 
     def load(self) -> LoadedHousing:
         fetched = fetch(self.url, retries=self.retries, timeout_s=self.timeout_s, gcs=self.gcs)
