@@ -17,10 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m uv pip install -q -p $(BIN)/python -e ".[deploy,test]"
 	@# `source .venv/bin/activate` then also points the dagster CLI at this code location and
 	@# the project's instance, so `dagster asset materialize --select tuned_params+` works as typed.
-	@grep -q DAGSTER_MODULE_NAME $(BIN)/activate || printf '%s\n' \
-	  '# housing_assets: the dagster CLI uses this code location and the project instance' \
-	  'export DAGSTER_MODULE_NAME=housing_assets.definitions' \
-	  'export DAGSTER_HOME="$${DAGSTER_HOME:-$(CURDIR)/.dagster_home}"' >> $(BIN)/activate
+	@grep -q DAGSTER_MODULE_NAME $(BIN)/activate || cat deploy/activate-dagster.sh >> $(BIN)/activate
 	@mkdir -p "$(CURDIR)/.dagster_home"
 	@cp -n dagster.yaml "$(CURDIR)/.dagster_home/dagster.yaml" 2>/dev/null || true
 	@touch $@

@@ -79,10 +79,14 @@ def test_the_card_commands_work_as_typed(readme_shell_env):
 
 def test_dagster_dev_as_typed(readme_shell_env, tmp_path):
     """`dagster dev` on its default address, loading this code location from the shell."""
-    command = ["bash", "-c", f"source {ACTIVATE} && exec dagster dev"]
+    command = ["bash", "-c", f"source {ACTIVATE} && dagster dev"]
     log = tmp_path / "dev.log"
     with background_server(
-        command, "http://127.0.0.1:3000/server_info", env=readme_shell_env, log_path=log
+        command,
+        "http://127.0.0.1:3000/server_info",
+        env=readme_shell_env,
+        log_path=log,
+        timeout_s=300,
     ):
         query = b'{"query": "{ assetNodes { assetKey { path } } }"}'
         request = urllib.request.Request(

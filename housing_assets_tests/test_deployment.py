@@ -10,6 +10,7 @@ HOUSING_REQUIRE_DOCKER=1, which turns a missing engine into a failure instead of
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -214,6 +215,8 @@ def stack_env(tmp_path, housing_tgz) -> dict[str, str]:
     return {
         **env,
         "POSTGRES_PASSWORD": secrets.token_hex(16),
+        "MLFLOW_ADMIN_PASSWORD": secrets.token_hex(16),
+        "MLFLOW_SECRET_KEY": secrets.token_hex(16),
         "HOUSING_DATASET": str(housing_tgz),
         "HOUSING_RETRAIN_CONFIG": "/opt/dagster/app/configs/smoke.yaml",
         "HOUSING_SENSOR_INTERVAL_S": "5",
@@ -337,18 +340,36 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     assert "batch-002.csv: column 'median_income' must be numeric" in reason
     assert predict(stack, [ROW])[2] == "2"
 
-    # 5. The registry through MLflow's REST API: the model, its versions and aliases.
-    url = stack.url("MLFLOW_PORT", "/api/2.0/mlflow/registered-models/get?name=housing_price_model")
-    with urllib.request.urlopen(url, timeout=30) as response:
-        model = json.loads(response.read())["registered_model"]
-    aliases = {a["alias"]: a["version"] for a in model["aliases"]}
+    # 5. The registry through MLflow's REST API, which asks who is calling: anonymous callers
+    # can neither read nor move the champion (models are pickles: a registered model runs code).
+    def mlflow_api(path: str, user: str | None = "admin", data: dict | None = None):
+        request = urllib.request.Request(
+            stack.url("MLFLOW_PORT", f"/api/2.0/mlflow/{path}"),
+            data=json.dumps(data).encode() if data else None,
+            headers={"Content-Type": "application/json"},
+            method="POST" if data else "GET",
+        )
+        if user:
+            token = f"{user}:{stack.env['MLFLOW_ADMIN_PASSWORD']}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, {}
+
+    status, body = mlflow_api("registered-models/get?name=housing_price_model")
+    assert status == 200, body
+    aliases = {a["alias"]: a["version"] for a in body["registered_model"]["aliases"]}
     assert aliases["champion"] == "2" and aliases["challenger"] == "2", aliases
-    url = stack.url(
-        "MLFLOW_PORT", "/api/2.0/mlflow/model-versions/get?name=housing_price_model&version=2"
-    )
-    with urllib.request.urlopen(url, timeout=30) as response:
-        tags = {t["key"]: t["value"] for t in json.loads(response.read())["model_version"]["tags"]}
+    status, body = mlflow_api("model-versions/get?name=housing_price_model&version=2")
+    tags = {t["key"]: t["value"] for t in body["model_version"]["tags"]}
     assert tags["promotion_decision"].startswith("promoted") and tags["previous_champion"] == "1"
+    assert mlflow_api("registered-models/get?name=housing_price_model", user=None)[0] == 401
+    move = {"name": "housing_price_model", "alias": "champion", "version": "1"}
+    assert mlflow_api("registered-models/alias", user=None, data=move)[0] == 401
+    with urllib.request.urlopen(stack.url("MLFLOW_PORT", "/health"), timeout=10) as response:
+        assert response.status == 200  # the health check needs no credentials
 
     timings["requests_during_swap"] = sum(loop.statuses.values())
     image = subprocess.run(

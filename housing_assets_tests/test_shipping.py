@@ -44,10 +44,11 @@ def test_compose_runs_the_services_on_one_image():
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
 def test_compose_file_validates():
     command = ["docker-compose", "-f", "docker-compose.yaml", "config", "-q"]
-    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    secrets = ("POSTGRES_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in secrets}
     refused = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert refused.returncode != 0 and "set POSTGRES_PASSWORD" in refused.stderr
-    env["POSTGRES_PASSWORD"] = "from-the-users-env"
+    env.update(dict.fromkeys(secrets, "from-the-users-env"))
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
