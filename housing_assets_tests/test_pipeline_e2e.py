@@ -1,5 +1,7 @@
 """End to end on the real data, downloaded from a local HTTP server, smoke configuration."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,6 +75,16 @@ def test_all_seven_assets_then_bad_source_loses_nothing(
     info = __import__("mlflow").models.get_model_info("models:/housing_price_model@champion")
     assert info.signature is not None and info.saved_input_example_info is not None
     assert "model_config.yaml" in {a.path for a in client.list_artifacts(version.run_id)}
+    assert "feature_importances.csv" in {a.path for a in client.list_artifacts(version.run_id)}
+
+    # W&B (offline): one run per trial, all in the study's group, beside the evidence runs.
+    from housing_assets_tests.test_tracking import offline_runs
+
+    runs = offline_runs(Path(isolated_env["HOUSING_DATA_DIR"]))
+    study = f"housing-{registered.family}-{result.run_id[:8]}"
+    in_group = [r for r in runs if r["group"] == study]
+    assert len(in_group) == 1 + SMOKE_RUN_CONFIG["ops"]["tuned_params"]["config"]["n_trials"]
+    assert {r["group"] for r in runs} == {study, f"dagster-{result.run_id[:8]}"}
 
     # UI metadata: the imputation comparison, the chosen strategy and K evidence are recorded.
     imputed = instance.get_latest_materialization_event(AssetKey("imputed_housing"))
