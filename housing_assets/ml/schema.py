@@ -51,6 +51,20 @@ class ValidationReport:
     categories: dict[str, int]
 
 
+def _as_numbers(column: pd.Series, source: str) -> pd.Series:
+    """The column as numbers (missing stays missing); an error naming the column and the first
+    row that is not a number. The value itself is never echoed: a reason file or a log must not
+    repeat what a file holds."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() & column.notna()
+    if bad.any():
+        raise DataValidationError(
+            f"{source}: column '{column.name}' must be numeric; {int(bad.sum())} value(s) are not "
+            f"(first at data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})"
+        )
+    return values
+
+
 def coerce_raw(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check columns and types of a raw frame and return it in canonical column order and dtypes."""
     columns = [str(c).strip() for c in frame.columns]
@@ -67,16 +81,7 @@ def coerce_raw(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         )
     frame = frame.set_axis(columns, axis=1)[RAW_COLUMNS].copy()
     for column in [*NUMERIC_FEATURES, TARGET]:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & frame[column].notna()
-        if bad.any():
-            # The row number identifies the problem; the value itself is never echoed (a
-            # reason file or a log must not repeat what a file holds).
-            raise DataValidationError(
-                f"{source}: column '{column}' must be numeric; {int(bad.sum())} value(s) are not "
-                f"(first at data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})"
-            )
-        frame[column] = values.astype("float64")
+        frame[column] = _as_numbers(frame[column], source).astype("float64")
     frame[CATEGORICAL_FEATURE] = frame[CATEGORICAL_FEATURE].astype("string").astype(object)
     frame.loc[frame[CATEGORICAL_FEATURE].isna(), CATEGORICAL_FEATURE] = None
     return frame.reset_index(drop=True)
@@ -122,14 +127,7 @@ def validate_features(frame: pd.DataFrame, source: str = "request") -> None:
     for column in NUMERIC_FEATURES:
         if column not in frame:
             raise DataValidationError(f"{source}: missing column '{column}'")
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = values.isna() & frame[column].notna()
-        if bad.any():
-            raise DataValidationError(
-                f"{source}: column '{column}' must be numeric; {int(bad.sum())} value(s) are not "
-                f"(first at data row {int(np.flatnonzero(bad.to_numpy())[0]) + 1})"
-            )
-        frame = frame.assign(**{column: values})
+        frame = frame.assign(**{column: _as_numbers(frame[column], source)})
     if CATEGORICAL_FEATURE not in frame:
         raise DataValidationError(f"{source}: missing column '{CATEGORICAL_FEATURE}'")
     check_values(frame, source, FEATURE_COLUMNS)
