@@ -231,7 +231,9 @@ def request_problem(body: bytes) -> str | None:
 
 
 async def _read_body(receive, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it exceeds ``limit`` bytes."""
+    """The whole request body, or None if it exceeds ``limit`` bytes. An oversize body is read
+    to its end but not kept (memory stays bounded): answering while the client is still
+    sending would reset its connection before it sees the 413."""
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -239,12 +241,13 @@ async def _read_body(receive, limit: int) -> bytes | None:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        else:
+            chunks.clear()
         if not message.get("more_body", False):
             break
-    return b"".join(chunks)
+    return b"".join(chunks) if size <= limit else None
 
 
 def _replay(body: bytes):
