@@ -125,24 +125,19 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
             )
             continue
         if batch.sha256 in seen:
-            try:
-                where = landing.move(
-                    batch,
-                    QUARANTINE,
-                    reason=f"{name}: identical to a batch already processed "
-                    f"(sha256 {batch.sha256}); nothing new to train on",
-                )
-            except BatchChangedError:
-                context.log.warning(f"{name}: changed while being read; left for the next tick")
-                continue
-            context.log.warning(f"{name}: duplicate of a processed batch, moved to {where}")
-            continue
-        frame, problem = parse_batch(batch)
+            frame, problem = (
+                None,
+                (
+                    f"{name}: identical to a batch already processed (sha256 {batch.sha256}); "
+                    "nothing new to train on"
+                ),
+            )
+        else:
+            frame, problem = parse_batch(batch)
         if frame is not None:
             if known is None:
                 known = known_row_keys(housing_source, context.log)
-            keys = row_keys(frame)
-            new_keys = sorted(set(keys.tolist()) - known)
+            new_keys = sorted(set(row_keys(frame).tolist()) - known)
             if not new_keys:
                 problem = (
                     f"{name}: all {len(frame)} rows are already in the data (the base dataset "
@@ -162,8 +157,9 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
             context.log.info(
                 f"accepted {name} as {ACCEPTED}/{where}: {len(new_keys)} new of {len(frame)} rows"
             )
-        cursor.processed.append(batch.sha256)
-        seen.add(batch.sha256)
+        if batch.sha256 not in seen:
+            cursor.processed.append(batch.sha256)
+            seen.add(batch.sha256)
     cursor.requested |= {name for name, _ in accepted}
     context.update_cursor(cursor.dump())
     if not accepted:
