@@ -134,6 +134,10 @@ def tuned_params(
     run_config = {"family": family, **config.model_dump(), "spec": str(train_test_split.spec)}
     run_config["storage"] = redact_url(storage) if storage else None
     tracking_s = 0.0
+
+    def trial_run_name(number: int) -> str:
+        return f"{study_name}-trial-{number:03d}"
+
     with (
         wandb.init(
             name=f"{study_name}-summary", job_type="tuning", config=run_config, group=study_name
@@ -148,7 +152,7 @@ def tuned_params(
             start = time.perf_counter()
             numbers = {f"cv_{k}": v for k, v in trial.metrics.items() if not k.endswith("_std")}
             trial_runs.log(
-                f"{study_name}-trial-{trial.number:03d}",
+                trial_run_name(trial.number),
                 trial.params,
                 {
                     "trial": trial.number,
@@ -190,10 +194,12 @@ def tuned_params(
         mlf.log_text(best_yaml, "best_params.yaml")
         mlf.log_metrics({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
         wandb_run.summary.update({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
-        wandb_run.summary["best_trial"] = f"{study_name}-trial-{result.study.best_trial.number:03d}"
+        wandb_run.summary["best_trial"] = trial_run_name(result.study.best_trial.number)
         trials_table = result.trials.assign(params=result.trials["params"].map(str))
         wandb_run.log({"trials": _wandb_table(trials_table)})
-    wait_s = time.perf_counter() - tuning_start - tuning_s  # W&B trial runs still being written
+    # After the search: the summary logging and the wait for the last W&B trial runs (counted as
+    # tracking cost, so the share below is an upper bound).
+    wait_s = time.perf_counter() - tuning_start - tuning_s
     states = result.trials["state"].value_counts().to_dict()
     context.add_output_metadata(
         {
