@@ -1,6 +1,6 @@
 """The code location: ``defs`` is what `dagster dev` and `dagster asset materialize` load."""
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions
 
 from housing_assets.assets import PIPELINE_ASSETS
 from housing_assets.checks import PIPELINE_CHECKS
@@ -11,6 +11,7 @@ from housing_assets.jobs import (
     retune_smoke_job,
 )
 from housing_assets.resources import build_resources
+from housing_assets.run_liveness import worker_tagging_in_process_executor
 from housing_assets.sensors import new_batch_sensor
 
 defs = Definitions(
@@ -20,6 +21,7 @@ defs = Definitions(
     sensors=[new_batch_sensor],
     resources=build_resources(),
     # The graph is a chain: a process per step would only add ~10 s of imports per step.
-    # Parallelism lives inside the steps (n_jobs).
-    executor=in_process_executor,
+    # Parallelism lives inside the steps (n_jobs). The executor also records the run's worker
+    # so a killed run is failed by run monitoring (housing_assets/run_liveness.py).
+    executor=worker_tagging_in_process_executor,
 )

@@ -12,6 +12,7 @@ import sys
 
 from housing_assets import settings
 from housing_assets.ml.registry import MODEL_NAME, RollbackError, rollback_champion
+from housing_assets.redaction import redact_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except RollbackError as exc:
         print(f"housing-rollback: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.model}: champion v{old} -> v{new} ({uri})")
+    print(f"{args.model}: champion v{old} -> v{new} ({redact_url(uri)})")
     return 0
 
 

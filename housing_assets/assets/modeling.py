@@ -1,3 +1,4 @@
+import os
 import time
 
 import pandas as pd
@@ -8,7 +9,7 @@ from housing_assets import plots, settings
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
 from housing_assets.ml.metrics import METRIC_NAMES
 from housing_assets.ml.models import FAMILIES, compare_families
-from housing_assets.ml.tuning import TrialRecord, tune
+from housing_assets.ml.tuning import STORAGE_ENV, TrialRecord, tune
 from housing_assets.redaction import redact_url
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking, evidence_group
 
@@ -106,7 +107,9 @@ class TuningConfig(Config):
     seed: int = 42
     timeout_s: float | None = None
     # Trial processes sharing one study. More than one needs an Optuna RDB storage: `storage`,
-    # or by default a sqlite file in the data folder (PostgreSQL for workers on other machines).
+    # else $HOUSING_OPTUNA_STORAGE, else a sqlite file in the data folder (PostgreSQL for workers
+    # on other machines). A URL with a password belongs in the environment: in run config write
+    # `storage: {env: HOUSING_OPTUNA_STORAGE}` and Dagster records the variable's name only.
     n_workers: int = 1
     storage: str | None = None
 
@@ -127,6 +130,8 @@ def tuned_params(
     family = model_comparison.winner
     cache = train_test_split.fold_cache(config.cv_folds, config.seed)
     storage = config.storage
+    if config.n_workers > 1 and storage is None:
+        storage = os.environ.get(STORAGE_ENV)
     if config.n_workers > 1 and storage is None:
         (settings.data_dir() / "optuna").mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{settings.data_dir() / 'optuna' / 'studies.db'}"

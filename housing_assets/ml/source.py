@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from housing_assets.ml.schema import DataValidationError, coerce_raw
+from housing_assets.redaction import redact_url
 
 DEFAULT_SOURCE_URL = (
     "https://raw.githubusercontent.com/ageron/handson-ml2/master/datasets/housing/housing.tgz"
@@ -56,9 +57,11 @@ def fetch(url: str, *, retries: int = 3, timeout_s: float = 30.0, gcs=None) -> F
     elif scheme == "" or len(scheme) == 1:  # plain path (a one-letter scheme is a Windows drive)
         path = Path(url)
     else:
-        raise SourceError(f"{url}: unsupported URL scheme '{scheme}' (use http, https, file or gs)")
+        raise SourceError(
+            f"{redact_url(url)}: unsupported URL scheme '{scheme}' (use http, https, file or gs)"
+        )
     if not path.is_file():
-        raise SourceError(f"{url}: no such file ({path})")
+        raise SourceError(f"{redact_url(url)}: no such file ({path})")
     return FetchedSource(url, path.read_bytes())
 
 
@@ -73,7 +76,9 @@ def _with_retries(url: str, retries: int, read):
             last = exc
             if attempt + 1 < retries:
                 time.sleep(0.5 * 2**attempt)
-    raise SourceError(f"{url}: could not be read after {retries} attempts: {last}") from last
+    raise SourceError(
+        f"{redact_url(url)}: could not be read after {retries} attempts: {last}"
+    ) from last
 
 
 def _read_http(url: str, timeout_s: float) -> bytes:
@@ -82,7 +87,7 @@ def _read_http(url: str, timeout_s: float) -> bytes:
             return response.read()
     except urllib.error.HTTPError as exc:
         if 400 <= exc.code < 500:  # a missing or forbidden file will not appear on retry
-            raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            raise SourceError(f"{redact_url(url)}: HTTP {exc.code} {exc.reason}") from exc
         raise
 
 

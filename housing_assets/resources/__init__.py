@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from dagster import EnvVar
+
 from housing_assets import settings
 from housing_assets.resources.io_managers import GCSDatasetIOManager, LocalDatasetIOManager
 from housing_assets.resources.source import HousingSource
@@ -33,13 +35,13 @@ def build_resources() -> dict:
     resources = {
         "io_manager": io_manager,
         "housing_source": HousingSource(
-            url=source,
+            url=_recorded_as_env("HOUSING_SOURCE_URL", source),
             landing_url=landing,
             landing_settle_s=float(os.environ.get("HOUSING_LANDING_SETTLE_S", "10")),
             gcs=gcs,
         ),
         "mlflow": MlflowTracking(
-            tracking_uri=settings.mlflow_tracking_uri(),
+            tracking_uri=_recorded_as_env("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri()),
             artifact_location=settings.mlflow_artifact_location(),
         ),
         "wandb": WandbTracking(mode=settings.wandb_mode(), dir=str(settings.data_dir())),
@@ -47,6 +49,13 @@ def build_resources() -> dict:
     if gcs is not None:
         resources["gcs"] = gcs
     return resources
+
+
+def _recorded_as_env(name: str, value: str) -> str | EnvVar:
+    """``EnvVar(name)`` when the value comes from the environment, so that the code location's
+    snapshot (what the UI shows on its Resources page) holds the variable's name, not a URL that
+    may carry a password or a signed token; else the default ``value``."""
+    return EnvVar(name) if os.environ.get(name) else value
 
 
 __all__ = [
