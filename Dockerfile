@@ -43,7 +43,7 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /opt/dagster/app
 COPY workspace.yaml dagster.yaml ./
-COPY configs ./configs
+COPY housing_assets/smoke.yaml ./configs/smoke.yaml
 COPY deploy ./deploy
 # The instance file is written into DAGSTER_HOME by the entry point (deploy/entrypoint.sh).
 RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR/landing" \

@@ -20,12 +20,11 @@ import numpy as np
 import pandas as pd
 
 
-def overrides(ops: dict, asset: str, **arguments: str) -> dict:
-    """The ``asset``'s values given in a Dagster run config's ``ops`` section, renamed to the
-    library function's argument names. Values not given are left to the library's defaults,
-    which are the assets' defaults (checked by test_definitions)."""
+def settings_from(ops: dict, asset: str, settings_type):
+    """``settings_type`` with the values a Dagster run config's ``ops`` section gives ``asset``
+    (the assets' config classes are derived from the same settings types)."""
     given = ops.get(asset, {}).get("config", {})
-    return {argument: given[key] for key, argument in arguments.items() if key in given}
+    return settings_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
 
 
 class PeakRss:
@@ -64,98 +63,70 @@ def resample(raw: pd.DataFrame, factor: float, seed: int = 0) -> pd.DataFrame:
     return rows
 
 
-def run(raw: pd.DataFrame, ops: dict, tune_family: str | None = None) -> list[dict]:
+def run(base, ops: dict, tune_family: str | None = None, factor: float = 1.0) -> list[dict]:
     """The seven steps with the settings of ``ops`` (a Dagster run config's ``ops`` section:
-    ``{}`` for the defaults, the smoke configuration's for a smoke run). ``tune_family`` fixes
-    the tuned family (for scaling runs, so that every scale measures the same work whichever
-    family wins the comparison there)."""
-    from housing_assets.ml.cv import FoldCache
-    from housing_assets.ml.features import GEO_COLUMNS, ClusterSimilarity, cluster_feature_frame
-    from housing_assets.ml.geo import select_n_clusters
-    from housing_assets.ml.imputation import fit_imputer, impute_frame, masked_reconstruction
-    from housing_assets.ml.metrics import regression_metrics
-    from housing_assets.ml.models import FAMILIES, compare_families
-    from housing_assets.ml.pipeline import FeatureSpec, build_model_pipeline
-    from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
-    from housing_assets.ml.split import split_train_test, train_index
-    from housing_assets.ml.tuning import tune
+    ``{}`` for the defaults, the smoke configuration's for a smoke run), on ``base`` (the fetched
+    dataset) resampled ``factor`` times. ``tune_family`` fixes the tuned family (for scaling
+    runs, so that every scale measures the same work whichever family wins the comparison)."""
+    from dataclasses import replace
 
-    steps: list[dict] = []
+    from housing_assets import steps
+    from housing_assets.ml.split import SPLIT_COLUMNS, assign_split
+    from housing_assets.steps.final_model import fit_final_model
+
+    steps_run: list[dict] = []
+    rows = 0
 
     @contextmanager
     def step(name: str):
         PeakRss.reset()
         start = time.perf_counter()
         yield
-        steps.append(
+        steps_run.append(
             {
                 "step": name,
-                "rows": len(raw),
+                "rows": rows,
                 "seconds": time.perf_counter() - start,
                 "peak_rss_mb": PeakRss.peak_mb(),
             }
         )
 
+    with step("raw_housing"):
+        raw = steps.assemble_raw(base, [])
+        if factor != 1:
+            bigger = resample(raw.frame.drop(columns=SPLIT_COLUMNS), factor)
+            raw = replace(raw, frame=assign_split(bigger))
+        rows = len(raw.frame)
     with step("imputed_housing"):
-        train_numeric = raw.loc[train_index(raw), NUMERIC_FEATURES]
-        comparison = masked_reconstruction(
-            train_numeric, **overrides(ops, "imputed_housing", strategies="strategies")
+        imputed = steps.impute(
+            raw.frame, settings_from(ops, "imputed_housing", steps.ImputationSettings)
         )
-        imputer = fit_imputer(comparison.best_strategy, train_numeric)
-        imputed = impute_frame(raw, NUMERIC_FEATURES, imputer)
     with step("geo_features"):
-        train = imputed.loc[train_index(imputed)]
-        geo = overrides(ops, "geo_features", k_grid="k_grid", cv_folds="n_folds")
-        base = FeatureSpec(comparison.best_strategy, n_clusters=5)
-        k, _ = select_n_clusters(train[FEATURE_COLUMNS], train[TARGET], base, **geo)
-        spec = FeatureSpec(comparison.best_strategy, n_clusters=k)
-        similarity = ClusterSimilarity(k).fit(train[GEO_COLUMNS])
-        imputed.join(cluster_feature_frame(imputed, similarity))
+        geo = steps.add_geo_clusters(imputed, settings_from(ops, "geo_features", steps.GeoSettings))
     with step("train_test_split"):
-        train, test = split_train_test(raw)
+        split = steps.split_hold_out(raw.frame, geo)
     with step("model_comparison"):
-        cache = FoldCache(
-            train[FEATURE_COLUMNS],
-            train[TARGET],
-            spec,
-            **overrides(ops, "model_comparison", cv_folds="n_folds"),
+        comparison = steps.compare_models(
+            split, settings_from(ops, "model_comparison", steps.ComparisonSettings)
         )
-        _, leaderboard = compare_families(
-            cache,
-            list(FAMILIES),
-            **overrides(ops, "model_comparison", max_candidates_per_family="max_candidates"),
-        )
-        winner = leaderboard.iloc[0]
     with step("tuned_params"):
-        cache = FoldCache(
-            train[FEATURE_COLUMNS],
-            train[TARGET],
-            spec,
-            **overrides(ops, "tuned_params", cv_folds="n_folds"),
+        if tune_family and tune_family != comparison.winner:
+            comparison = replace(comparison, winner=tune_family, winner_params={})
+        tuned = steps.tune_params(
+            split, comparison, settings_from(ops, "tuned_params", steps.TuningSettings)
         )
-        family_name = tune_family or winner["family"]
-        start_params = dict(winner["params"]) if family_name == winner["family"] else None
-        result = tune(
-            cache,
-            family_name,
-            start_params=start_params,
-            **overrides(ops, "tuned_params", n_trials="n_trials"),
-        )
-    with step("registered_model"):
-        family = FAMILIES[result.family]
-        pipeline = build_model_pipeline(spec, family.build(result.best_params), scale=family.scale)
-        pipeline.fit(train[FEATURE_COLUMNS], train[TARGET])
-        metrics = regression_metrics(test[TARGET], pipeline.predict(test[FEATURE_COLUMNS]))
-    steps.append(
+    with step("registered_model"):  # the registry's I/O is not part of the ML work measured
+        fitted = fit_final_model(split, tuned)
+    steps_run.append(
         {
             "step": "result",
-            "family": result.family,
-            "k": k,
-            "imputation": comparison.best_strategy,
-            "test_metrics": metrics,
+            "family": tuned.family,
+            "k": geo.spec.n_clusters,
+            "imputation": imputed.strategy,
+            "test_metrics": fitted.test_metrics,
         }
     )
-    return steps
+    return steps_run
 
 
 def main() -> None:
@@ -167,27 +138,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from housing_assets.ml.schema import validate_raw
-    from housing_assets.ml.source import fetch, parse_payload
-
-    start = time.perf_counter()
-    fetched = fetch(args.source)
-    raw = parse_payload(fetched.payload, args.source)
-    validate_raw(raw, args.source)
-    load_s = time.perf_counter() - start
+    from housing_assets.io.source import fetch
     from housing_assets.smoke import SMOKE_OPS_CONFIG
 
     ops = SMOKE_OPS_CONFIG if args.config == "smoke" else {}
-    steps = run(resample(raw, args.scale), ops, args.tune_family)
-    steps.insert(
-        0,
-        {
-            "step": "raw_housing",
-            "rows": len(raw) * args.scale,
-            "seconds": load_s,
-            "peak_rss_mb": PeakRss.peak_mb(),
-        },
-    )
+    steps = run(fetch(args.source), ops, args.tune_family, args.scale)
     text = json.dumps(steps, indent=2, default=float)
     if args.out:
         args.out.write_text(text)

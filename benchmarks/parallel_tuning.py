@@ -26,16 +26,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
+    from housing_assets.io.source import fetch
     from housing_assets.ml.cv import FoldCache
+    from housing_assets.ml.parsing import parse_payload
     from housing_assets.ml.pipeline import FeatureSpec
     from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
-    from housing_assets.ml.source import fetch, parse_payload
     from housing_assets.ml.split import split_train_test
     from housing_assets.ml.tuning import tune
+    from housing_assets.steps import TuningSettings
 
     raw = parse_payload(fetch(args.source).payload, args.source)
     train, _ = split_train_test(raw)
-    cache = FoldCache(train[FEATURE_COLUMNS], train[TARGET], FeatureSpec("iterative", 20))
+    tuning = TuningSettings()  # the default run's folds, metric and seed
+    cache = FoldCache(
+        train[FEATURE_COLUMNS],
+        train[TARGET],
+        FeatureSpec("iterative", 20),
+        n_folds=tuning.cv_folds,
+        random_state=tuning.seed,
+    )
     cache.folds()
     # Two comparisons, the same number of finished trials each time:
     # - "machine": what a user of this 2-core machine chooses between: one process whose models
@@ -52,6 +61,8 @@ def main() -> None:
                     cache,
                     args.family,
                     n_trials=args.trials,
+                    metric=tuning.metric,
+                    seed=tuning.seed,
                     n_workers=workers,
                     n_jobs=threads,
                     storage=f"sqlite:///{tmp}/{name}-{workers}.db",

@@ -29,8 +29,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
 
+    from housing_assets.io.source import fetch
+    from housing_assets.ml.parsing import parse_payload
     from housing_assets.ml.schema import FEATURE_COLUMNS
-    from housing_assets.ml.source import fetch, parse_payload
 
     rows = parse_payload(fetch(args.source).payload, args.source)[FEATURE_COLUMNS]
     rows = rows.sample(1000, random_state=0).reset_index(drop=True)

@@ -41,7 +41,7 @@ def main() -> None:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     os.environ["STORAGE_EMULATOR_HOST"] = endpoint
-    from housing_assets.gcs import storage_client
+    from housing_assets.io.gcs import storage_client
 
     times: dict[str, list[float]] = {"local": [], "gcs": []}
     try:

@@ -12,11 +12,13 @@ from housing_assets.assets import (
     train_test_split,
 )
 from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing, RegisteredModel
+from housing_assets.io.registry import CHAMPION, ModelRegistry
 from housing_assets.ml.batches import BASE_BATCH, BATCH_COLUMN
 from housing_assets.ml.drift import drift_table
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, RAW_COLUMNS
-from housing_assets.ml.split import contract_split, income_category, train_index
+from housing_assets.ml.split import contract_split, income_category, training_rows
+from housing_assets.resources.tracking import MlflowTracking
 
 
 @asset_check(asset=imputed_housing, blocking=True)
@@ -61,7 +63,7 @@ def batch_drift(raw_housing: pd.DataFrame) -> AssetCheckResult:
     batches = [b for b in raw_housing[BATCH_COLUMN].unique() if b != BASE_BATCH]
     if not batches:
         return AssetCheckResult(passed=True, metadata={"batches": 0})
-    train = raw_housing.loc[train_index(raw_housing)]
+    train = training_rows(raw_housing)
     reference = train[train[BATCH_COLUMN] == BASE_BATCH]
     tables = [
         drift_table(reference, raw_housing[raw_housing[BATCH_COLUMN] == b]).assign(batch=b)
@@ -146,16 +148,21 @@ def model_beats_blog_pipeline(registered_model: RegisteredModel) -> AssetCheckRe
     additional_ins={"train_test_split": AssetIn("train_test_split")},
 )
 def champion_serves_raw_rows(
-    registered_model: RegisteredModel, train_test_split: HousingSplit
+    registered_model: RegisteredModel, train_test_split: HousingSplit, mlflow: MlflowTracking
 ) -> AssetCheckResult:
-    """The serving alias loads and predicts finite, positive prices on raw rows, including a
-    missing total_bedrooms and an unseen ocean_proximity."""
-    import mlflow
-
+    """The serving alias loads (from the registry the `mlflow` resource names) and predicts
+    finite, positive prices on raw rows, including a missing total_bedrooms and an unseen
+    ocean_proximity."""
     rows = train_test_split.test[FEATURE_COLUMNS].head(20).copy()
     rows.iloc[0, rows.columns.get_loc("total_bedrooms")] = np.nan
     rows.iloc[1, rows.columns.get_loc("ocean_proximity")] = "UNSEEN VALUE"
-    model = mlflow.pyfunc.load_model(f"models:/{registered_model.name}@champion")
+    registry = ModelRegistry(mlflow.client(), registered_model.name)
+    champion = registry.champion_version()
+    if champion is None:
+        return AssetCheckResult(
+            passed=False, metadata={"problem": f"no version has the alias '{CHAMPION}'"}
+        )
+    model = registry.load(champion)
     predictions = np.asarray(model.predict(rows), dtype=float)
     return AssetCheckResult(
         passed=bool(
@@ -164,9 +171,10 @@ def champion_serves_raw_rows(
             and np.all(predictions > 0)
         ),
         metadata={
+            "champion_version": champion,
             "rows": len(rows),
-            "min_prediction": float(predictions.min()),
-            "max_prediction": float(predictions.max()),
+            "min_prediction_usd": round(float(predictions.min())),
+            "max_prediction_usd": round(float(predictions.max())),
         },
     )
 

@@ -10,6 +10,31 @@ import pandas as pd
 from housing_assets.ml.cv import FoldCache
 from housing_assets.ml.pipeline import FeatureSpec
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
+from housing_assets.redaction import redact_url
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Provenance that travels with the data: the base dataset's location and sha256."""
+
+    url: str  # credentials redacted
+    sha256: str
+
+    @classmethod
+    def of(cls, url: str, sha256: str) -> DataSource:
+        return cls(redact_url(url), sha256)
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> DataSource:
+        """The provenance a raw frame carries in ``attrs`` (set by the raw step)."""
+        fields = frame.attrs.get("source") or {}
+        return cls(fields.get("url", "unknown"), fields.get("sha256", "unknown"))
+
+    def as_dict(self) -> dict[str, str]:
+        return {"url": self.url, "sha256": self.sha256}
+
+
+UNKNOWN_SOURCE = DataSource("unknown", "unknown")
 
 
 @dataclass
@@ -17,6 +42,9 @@ class ImputedHousing:
     frame: pd.DataFrame  # every row; numeric gaps filled by an imputer fitted on training rows
     comparison: pd.DataFrame  # masked-reconstruction RMSE per strategy, best first
     strategy: str
+    masked_cells: int = 0  # known values hidden to score the strategies
+    scored_columns: tuple[str, ...] = ()  # the columns whose values were hidden
+    source: DataSource = UNKNOWN_SOURCE
 
 
 @dataclass
@@ -24,6 +52,7 @@ class GeoFeatures:
     frame: pd.DataFrame  # imputed rows plus geo_cluster and geo_cluster_similarity
     k_evidence: pd.DataFrame  # one row per candidate K
     spec: FeatureSpec  # imputation strategy and K, to rebuild the preprocessing
+    source: DataSource = UNKNOWN_SOURCE
 
 
 @dataclass
@@ -31,6 +60,7 @@ class HousingSplit:
     train: pd.DataFrame  # raw columns (NaNs as in the source) + geo cluster columns
     test: pd.DataFrame
     spec: FeatureSpec
+    source: DataSource = UNKNOWN_SOURCE
 
     def fold_cache(self, n_folds: int, seed: int) -> FoldCache:
         """Cross-validation folds of the training rows, preprocessing fitted inside each fold."""
@@ -61,6 +91,8 @@ class TunedParams:
     cv_metrics: dict[str, float]
     trials: pd.DataFrame
     baseline_params: dict[str, Any] = field(default_factory=dict)
+    best_trial: int = -1  # the Optuna trial number of ``params``
+    cv_value: float = float("nan")  # the search's objective for ``params`` (``metric``, CV)
 
 
 @dataclass

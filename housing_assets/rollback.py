@@ -11,7 +11,7 @@ import getpass
 import sys
 
 from housing_assets import settings
-from housing_assets.ml.registry import MODEL_NAME, RollbackError, rollback_champion
+from housing_assets.io.registry import MODEL_NAME, RollbackError, rollback_champion
 from housing_assets.redaction import redact_url
 
 

@@ -19,11 +19,11 @@ from dagster import (
     sensor,
 )
 
+from housing_assets.io.landing import ACCEPTED, QUARANTINE, Batch, BatchChangedError, Landing
 from housing_assets.jobs import retrain_job
-from housing_assets.landing import ACCEPTED, QUARANTINE, Batch, BatchChangedError, Landing
 from housing_assets.ml.batches import row_keys
+from housing_assets.ml.parsing import parse_payload
 from housing_assets.ml.schema import DataValidationError, validate_raw
-from housing_assets.ml.source import parse_payload
 from housing_assets.resources.source import HousingSource
 
 CURSOR_MEMORY = 5000  # sha256s of processed batches kept in the cursor

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from housing_assets import settings
-from housing_assets.ml.registry import MODEL_NAME
+from housing_assets.io.registry import MODEL_NAME
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.redaction import redact_url
 

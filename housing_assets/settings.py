@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from housing_assets.ml.source import DEFAULT_SOURCE_URL
+from housing_assets.io.source import DEFAULT_SOURCE_URL
 
 
 def data_dir() -> Path:

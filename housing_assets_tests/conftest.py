@@ -56,7 +56,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def raw_frame(housing_tgz) -> pd.DataFrame:
-    from housing_assets.ml.source import parse_payload
+    from housing_assets.ml.parsing import parse_payload
 
     return parse_payload(housing_tgz.read_bytes(), housing_tgz.name)
 
@@ -100,7 +100,7 @@ def gcs_server():
 @pytest.fixture
 def gcs_bucket(gcs_server, monkeypatch, request) -> str:
     """A fresh bucket on the local GCS server, with STORAGE_EMULATOR_HOST pointing at it."""
-    from housing_assets.gcs import storage_client
+    from housing_assets.io.gcs import storage_client
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server)
     name = f"test-{request.node.name.lower().replace('_', '-')[:40]}-{free_port()}"

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from housing_assets.landing import ACCEPTED, QUARANTINE, LocalLanding, open_landing
+from housing_assets.io.landing import ACCEPTED, QUARANTINE, LocalLanding, open_landing
+from housing_assets.io.registry import promotion_decision
 from housing_assets.ml.batches import combine_batches
 from housing_assets.ml.drift import drift_table, psi
-from housing_assets.ml.registry import promotion_decision
 from housing_assets.ml.split import contract_split, split_train_test
 from housing_assets_tests.support import make_synthetic_housing
 
@@ -92,7 +92,7 @@ def test_local_landing_moves_without_losing_anything(tmp_path):
 
 
 def test_gcs_landing_lists_only_the_top_level(gcs_bucket):
-    from housing_assets.gcs import list_keys, storage_client
+    from housing_assets.io.gcs import list_keys, storage_client
 
     bucket = storage_client().bucket(gcs_bucket)
     bucket.blob("land/new.csv").upload_from_string(b"x\n1\n")

@@ -1,4 +1,3 @@
-import yaml
 from dagster import AssetKey
 
 from housing_assets_tests.support import CONTRACT_ASSETS, REPO_ROOT
@@ -25,48 +24,39 @@ def test_code_location_has_the_contract_assets_in_a_chain():
     assert defs.resolve_sensor_def("new_batch_sensor") is not None
 
 
-def test_smoke_yaml_matches_the_smoke_job():
+def test_the_smoke_configuration_is_one_file():
     from housing_assets.smoke import SMOKE_RUN_CONFIG
 
-    assert yaml.safe_load((REPO_ROOT / "configs" / "smoke.yaml").read_text()) == SMOKE_RUN_CONFIG
+    link = REPO_ROOT / "configs" / "smoke.yaml"
+    assert link.is_symlink() and link.resolve() == REPO_ROOT / "housing_assets" / "smoke.yaml"
+    assert SMOKE_RUN_CONFIG["ops"]["tuned_params"]["config"]["n_trials"] == 4
 
 
-def test_asset_config_defaults_are_the_library_defaults():
-    """The assets' default settings and the plain library functions' defaults are one set, so
-    the bare benchmark (library calls, no Dagster) measures the same work as the default run."""
-    import inspect
+def test_asset_configs_are_the_step_settings():
+    """Each asset's Dagster config has exactly its step's settings fields and defaults, and
+    converts back to the settings type: a new setting is added in one place."""
+    import dataclasses
 
     from housing_assets.assets.modeling import ComparisonConfig, TuningConfig
     from housing_assets.assets.preparation import GeoConfig, ImputationConfig
-    from housing_assets.ml.cv import FoldCache
-    from housing_assets.ml.geo import select_n_clusters
-    from housing_assets.ml.imputation import masked_reconstruction
-    from housing_assets.ml.models import compare_families
-    from housing_assets.ml.tuning import tune
+    from housing_assets.assets.registry import RegistrationConfig
+    from housing_assets.steps import (
+        ComparisonSettings,
+        GeoSettings,
+        ImputationSettings,
+        RegistrationSettings,
+        TuningSettings,
+    )
 
-    def defaults(function) -> dict:
-        return {
-            name: p.default
-            for name, p in inspect.signature(function).parameters.items()
-            if p.default is not inspect.Parameter.empty
-        }
-
-    imputation, geo = defaults(masked_reconstruction), defaults(select_n_clusters)
-    assert list(imputation["strategies"]) == ImputationConfig().strategies
-    assert imputation["mask_fraction"] == ImputationConfig().mask_fraction
-    assert imputation["max_masked"] == ImputationConfig().max_masked_cells
-    assert imputation["rmse_tolerance"] == ImputationConfig().rmse_tolerance
-    assert imputation["random_state"] == ImputationConfig().seed
-    assert list(geo["k_grid"]) == GeoConfig().k_grid
-    assert geo["n_folds"] == GeoConfig().cv_folds
-    assert geo["metric"] == GeoConfig().metric
-    comparison = defaults(compare_families)
-    assert comparison["selection_metric"] == ComparisonConfig().selection_metric
-    assert comparison["max_candidates"] == ComparisonConfig().max_candidates_per_family
-    folds = FoldCache.__dataclass_fields__
-    assert folds["n_folds"].default == ComparisonConfig().cv_folds == TuningConfig().cv_folds
-    assert folds["random_state"].default == ComparisonConfig().seed == TuningConfig().seed
-    tuning = defaults(tune)
-    assert tuning["n_trials"] == TuningConfig().n_trials
-    assert tuning["metric"] == TuningConfig().metric
-    assert tuning["seed"] == TuningConfig().seed
+    pairs = [
+        (ImputationConfig, ImputationSettings),
+        (GeoConfig, GeoSettings),
+        (ComparisonConfig, ComparisonSettings),
+        (TuningConfig, TuningSettings),
+        (RegistrationConfig, RegistrationSettings),
+    ]
+    for config_type, settings_type in pairs:
+        assert list(config_type.model_fields) == [f.name for f in dataclasses.fields(settings_type)]
+        assert config_type().to_settings() == settings_type()
+    changed = GeoConfig(k_grid=[3, 7], cv_folds=2).to_settings()
+    assert changed == GeoSettings(k_grid=(3, 7), cv_folds=2)

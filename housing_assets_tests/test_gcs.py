@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from dagster import build_init_resource_context, build_input_context, build_output_context
 
-from housing_assets.gcs import GCSError, gcs_resource, list_keys, storage_client
-from housing_assets.ml.source import SourceError, fetch, parse_payload
+from housing_assets.io.gcs import GCSError, gcs_resource, list_keys, storage_client
+from housing_assets.io.source import SourceError, fetch
+from housing_assets.ml.parsing import parse_payload
 from housing_assets.resources.io_managers import CorruptAssetError, GCSDatasetIOManager
 from housing_assets_tests.support import REPO_ROOT
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from housing_assets.gcs import list_keys
+from housing_assets.io.gcs import list_keys
 from housing_assets_tests.support import CONTRACT_ASSETS, materialize_cli
 
 pytestmark = pytest.mark.e2e
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 def test_graph_in_gcs_then_tuned_params_plus_reads_back(
     isolated_env, gcs_bucket, gcs_server, housing_tgz
 ):
-    from housing_assets.gcs import storage_client
+    from housing_assets.io.gcs import storage_client
 
     # The dataset itself comes from the bucket too.
     storage_client().bucket(gcs_bucket).blob("raw/housing.tgz").upload_from_filename(

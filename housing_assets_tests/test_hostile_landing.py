@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from dagster import RunRequest
 
+from housing_assets.io.source import fetch
+from housing_assets.ml.parsing import parse_payload
 from housing_assets.ml.schema import DataValidationError
-from housing_assets.ml.source import fetch, parse_payload
 from housing_assets_tests.test_sensor_and_rollback import _evaluate
 
 
@@ -93,7 +94,7 @@ def test_reasons_name_the_column_and_row_not_the_value(tmp_path, raw_frame):
 def test_an_unreachable_gcs_landing_fails_the_tick_clearly_and_in_time(monkeypatch):
     """Dagster gives a sensor tick 60 s: a gs:// landing zone whose server does not answer must
     fail well inside that, with a message naming the location."""
-    from housing_assets.gcs import GCSError
+    from housing_assets.io.gcs import GCSError
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens there
     start = time.monotonic()
@@ -169,7 +170,7 @@ def test_a_file_is_taken_only_when_finished(tmp_path, raw_frame):
 def test_a_file_that_changes_while_being_moved_is_left_whole(tmp_path, raw_frame, monkeypatch):
     """The writer appends between the sensor's read and its removal of the original: the
     original stays (with everything written), the partial copy is undone, nothing is lost."""
-    from housing_assets.landing import LocalLanding
+    from housing_assets.io.landing import LocalLanding
 
     landing = tmp_path / "landing"
     landing.mkdir()

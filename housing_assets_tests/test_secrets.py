@@ -44,7 +44,7 @@ def test_the_code_location_snapshot_names_variables_not_their_secret_values(monk
 
 
 def test_source_errors_name_the_location_without_its_token(http_server, tmp_path):
-    from housing_assets.ml.source import SourceError, fetch
+    from housing_assets.io.source import SourceError, fetch
 
     with pytest.raises(SourceError) as missing:
         fetch(f"{http_server}/missing.tgz?sig={TOKEN}", retries=1)

@@ -66,7 +66,7 @@ def test_a_batch_accepted_by_an_interrupted_tick_still_gets_its_run(
     """A storage failure after one batch was moved to accepted/ fails the tick (its cursor is
     not saved, no run): the next tick requests the run for it. The failure is simulated (a
     patched write), the only stand-in here; everything else is the real sensor on a real folder."""
-    from housing_assets.landing import LocalLanding
+    from housing_assets.io.landing import LocalLanding
 
     landing = tmp_path / "landing"
     landing.mkdir()

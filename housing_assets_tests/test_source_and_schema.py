@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from housing_assets.io.source import SourceError, fetch
+from housing_assets.ml.parsing import parse_payload
 from housing_assets.ml.schema import RAW_COLUMNS, DataValidationError, validate_raw
-from housing_assets.ml.source import SourceError, fetch, parse_payload
 
 REAL_SHA256 = "d4cd501af90475f09b814c7447c7701f59bf28e8cf1180205ae5ace9737a0109"
 

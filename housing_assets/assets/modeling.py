@@ -1,31 +1,22 @@
 import os
 import time
+from dataclasses import replace
 
 import pandas as pd
 import yaml
-from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue, asset
 
 from housing_assets import plots, settings
+from housing_assets.assets.config import config_for
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
-from housing_assets.ml.metrics import METRIC_NAMES
-from housing_assets.ml.models import FAMILIES, compare_families
-from housing_assets.ml.tuning import STORAGE_ENV, TrialRecord, tune
+from housing_assets.ml.metrics import METRIC_NAMES, rounded_metric
+from housing_assets.ml.tuning import STORAGE_ENV, TrialRecord
 from housing_assets.redaction import redact_url
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking, evidence_group
+from housing_assets.steps import ComparisonSettings, TuningSettings, compare_models, tune_params
 
-
-def _leaderboard_markdown(leaderboard: pd.DataFrame) -> MetadataValue:
-    shown = leaderboard[["family", "params", *METRIC_NAMES, "fit_seconds"]].copy()
-    shown["params"] = shown["params"].map(lambda p: ", ".join(f"{k}={v}" for k, v in p.items()))
-    return plots.markdown_table(shown)
-
-
-class ComparisonConfig(Config):
-    families: list[str] = list(FAMILIES)
-    cv_folds: int = 3
-    selection_metric: str = "wmape"
-    max_candidates_per_family: int | None = None  # e.g. 1 for a smoke run
-    seed: int = 42
+ComparisonConfig = config_for(ComparisonSettings)
+TuningConfig = config_for(TuningSettings)
 
 
 @asset(group_name="modeling", compute_kind="scikit-learn")
@@ -38,80 +29,52 @@ def model_comparison(
 ) -> ModelComparison:
     """Several algorithm families, each with a small cross-validated grid on training rows; the
     winner is the family with the lowest cross-validated selection metric (wMAPE by default)."""
-    cache = train_test_split.fold_cache(config.cv_folds, config.seed)
-    candidates, leaderboard = compare_families(
-        cache,
-        config.families,
-        config.selection_metric,
-        max_candidates=config.max_candidates_per_family,
-    )
-    winner = leaderboard.iloc[0]
+    comparison = compare_models(train_test_split, config.to_settings())
+    metric, board = comparison.selection_metric, comparison.leaderboard
+    winner = board.iloc[0]
     with mlflow.start_run("model_comparison"):
         import mlflow as mlf
 
         mlf.log_params(
             {
-                "cv_folds": config.cv_folds,
-                "selection_metric": config.selection_metric,
+                "cv_folds": comparison.cv_folds,
+                "selection_metric": metric,
                 "families": ",".join(config.families),
-                "winner": winner["family"],
+                "winner": comparison.winner,
             }
         )
-        for _, row in leaderboard.iterrows():
+        for _, row in board.iterrows():
             mlf.log_metrics({f"{row['family']}_{m}": float(row[m]) for m in METRIC_NAMES})
-        mlf.log_text(leaderboard.to_csv(index=False), "leaderboard.csv")
-    leaderboard_plot = plots.bar_chart(
-        leaderboard["family"],
-        leaderboard[config.selection_metric],
-        f"Cross-validated {config.selection_metric} by family",
-        f"{config.selection_metric} % (lower is better)",
-        winner["family"],
+        mlf.log_text(board.to_csv(index=False), "leaderboard.csv")
+    chart = plots.bar_chart(
+        board["family"],
+        board[metric],
+        f"Cross-validated {metric} by family",
+        f"{metric} % (lower is better)",
+        comparison.winner,
     )
     wandb.log_evidence(
         f"comparison-{context.run_id[:8]}",
         "model_comparison",
         config.model_dump(),
-        tables={"leaderboard": leaderboard, "candidates": candidates},
-        figures={"leaderboard": leaderboard_plot},
-        summary={
-            "winner": winner["family"],
-            f"winner_cv_{config.selection_metric}": float(winner[config.selection_metric]),
-        },
+        tables={"leaderboard": board, "candidates": comparison.candidates},
+        figures={"leaderboard": chart},
+        summary={"winner": comparison.winner, f"winner_cv_{metric}": float(winner[metric])},
         group=evidence_group(context.run_id),
     )
+    shown = board[["family", "params", *METRIC_NAMES, "fit_seconds"]]
     context.add_output_metadata(
         {
-            "winner": winner["family"],
-            "winner_params": MetadataValue.json(winner["params"]),
-            f"winner_cv_{config.selection_metric}": float(winner[config.selection_metric]),
-            "winner_cv_rmse": float(winner["rmse"]),
-            "candidates_evaluated": len(candidates),
-            "leaderboard": _leaderboard_markdown(leaderboard),
-            "leaderboard_plot": plots.figure_to_markdown(leaderboard_plot, "family comparison"),
+            "winner": comparison.winner,
+            "winner_params": MetadataValue.json(comparison.winner_params),
+            f"winner_cv_{metric}": rounded_metric(metric, winner[metric]),
+            "winner_cv_rmse": rounded_metric("rmse", winner["rmse"]),
+            "candidates_evaluated": len(comparison.candidates),
+            "leaderboard": plots.markdown_table(shown.rename(columns={"fit_seconds": "fit_s"})),
+            "leaderboard_plot": plots.figure_to_markdown(chart, "family comparison"),
         }
     )
-    return ModelComparison(
-        candidates=candidates.assign(params=candidates["params"].map(str)),
-        leaderboard=leaderboard.assign(params=leaderboard["params"].map(str)),
-        winner=str(winner["family"]),
-        winner_params=dict(winner["params"]),
-        selection_metric=config.selection_metric,
-        cv_folds=config.cv_folds,
-    )
-
-
-class TuningConfig(Config):
-    n_trials: int = 50
-    cv_folds: int = 3
-    metric: str = "wmape"
-    seed: int = 42
-    timeout_s: float | None = None
-    # Trial processes sharing one study. More than one needs an Optuna RDB storage: `storage`,
-    # else $HOUSING_OPTUNA_STORAGE, else a sqlite file in the data folder (PostgreSQL for workers
-    # on other machines). A URL with a password belongs in the environment: in run config write
-    # `storage: {env: HOUSING_OPTUNA_STORAGE}` and Dagster records the variable's name only.
-    n_workers: int = 1
-    storage: str | None = None
+    return comparison
 
 
 @asset(group_name="modeling", compute_kind="optuna")
@@ -128,13 +91,13 @@ def tuned_params(
     import mlflow as mlf
 
     family = model_comparison.winner
-    cache = train_test_split.fold_cache(config.cv_folds, config.seed)
     storage = config.storage
     if config.n_workers > 1 and storage is None:
         storage = os.environ.get(STORAGE_ENV)
     if config.n_workers > 1 and storage is None:
         (settings.data_dir() / "optuna").mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{settings.data_dir() / 'optuna' / 'studies.db'}"
+    tuning = replace(config.to_settings(), storage=storage)
     study_name = f"housing-{family}-{context.run_id[:8]}"
     run_config = {"family": family, **config.model_dump(), "spec": str(train_test_split.spec)}
     run_config["storage"] = redact_url(storage) if storage else None
@@ -173,47 +136,36 @@ def tuned_params(
             tracking_s += time.perf_counter() - start
 
         tuning_start = time.perf_counter()
-        result = tune(
-            cache,
-            family,
-            n_trials=config.n_trials,
-            metric=config.metric,
-            seed=config.seed,
-            timeout_s=config.timeout_s,
-            start_params=model_comparison.winner_params,
-            on_trial=on_trial,
-            storage=storage,
-            study_name=study_name if storage else None,
-            n_workers=config.n_workers,
+        tuned = tune_params(
+            train_test_split, model_comparison, tuning, study_name=study_name, on_trial=on_trial
         )
         tuning_s = time.perf_counter() - tuning_start
         best_yaml = yaml.safe_dump(
             {
                 "family": family,
-                "metric": config.metric,
-                "cv_value": result.best_value,
-                "params": result.best_params,
+                "metric": tuned.metric,
+                "cv_value": tuned.cv_value,
+                "params": tuned.params,
             },
             sort_keys=False,
         )
         mlf.log_text(best_yaml, "best_params.yaml")
-        mlf.log_metrics({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
-        wandb_run.summary.update({f"best_cv_{k}": v for k, v in result.best_metrics.items()})
-        wandb_run.summary["best_trial"] = trial_run_name(result.study.best_trial.number)
-        trials_table = result.trials.assign(params=result.trials["params"].map(str))
-        wandb_run.log({"trials": _wandb_table(trials_table)})
+        mlf.log_metrics({f"best_cv_{k}": v for k, v in tuned.cv_metrics.items()})
+        wandb_run.summary.update({f"best_cv_{k}": v for k, v in tuned.cv_metrics.items()})
+        wandb_run.summary["best_trial"] = trial_run_name(tuned.best_trial)
+        wandb_run.log({"trials": _wandb_table(tuned.trials)})
     # After the search: the summary logging and the wait for the last W&B trial runs (counted as
     # tracking cost, so the share below is an upper bound).
     wait_s = time.perf_counter() - tuning_start - tuning_s
-    states = result.trials["state"].value_counts().to_dict()
+    states = tuned.trials["state"].value_counts().to_dict()
     context.add_output_metadata(
         {
             "family": family,
-            "best_params": MetadataValue.json(result.best_params),
+            "best_params": MetadataValue.json(tuned.params),
             "best_params_yaml": MetadataValue.md(f"```yaml\n{best_yaml}```"),
-            f"best_cv_{config.metric}": result.best_value,
-            "best_cv_rmse": result.best_metrics.get("rmse", float("nan")),
-            "trials": len(result.trials),
+            f"best_cv_{tuned.metric}": rounded_metric(tuned.metric, tuned.cv_value),
+            "best_cv_rmse": rounded_metric("rmse", tuned.cv_metrics.get("rmse", float("nan"))),
+            "trials": len(tuned.trials),
             "trials_complete": int(states.get("COMPLETE", 0)),
             "trials_pruned": int(states.get("PRUNED", 0)),
             "workers": config.n_workers,
@@ -221,22 +173,16 @@ def tuned_params(
             "wandb_group": study_name,
             "wandb_trial_runs": trial_runs.written,
             "wandb_trial_errors": "; ".join(trial_runs.errors[:3]) or "none",
+            "tuning_s": round(tuning_s, 1),
             "tracking_s": round(tracking_s + wait_s, 2),
             "tracking_pct_of_tuning": round(100 * (tracking_s + wait_s) / tuning_s, 2),
             "history": plots.figure_to_markdown(
-                plots.optimisation_history(result.trials, config.metric), "optimisation history"
+                plots.optimisation_history(tuned.trials, tuned.metric), "optimisation history"
             ),
             "wandb_run": wandb_run.dir if hasattr(wandb_run, "dir") else "",
         }
     )
-    return TunedParams(
-        family=family,
-        params=result.best_params,
-        metric=config.metric,
-        cv_metrics=result.best_metrics,
-        trials=trials_table,
-        baseline_params=model_comparison.winner_params,
-    )
+    return tuned
 
 
 def _wandb_table(frame: pd.DataFrame):

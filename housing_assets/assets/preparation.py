@@ -1,31 +1,22 @@
-import time
-
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue, asset
 
 from housing_assets import plots
+from housing_assets.assets.config import config_for
 from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing
-from housing_assets.ml.features import GEO_COLUMNS, ClusterSimilarity, cluster_feature_frame
-from housing_assets.ml.geo import K_GRID, select_n_clusters
-from housing_assets.ml.imputation import (
-    IMPUTATION_STRATEGIES,
-    fit_imputer,
-    impute_frame,
-    masked_reconstruction,
-)
-from housing_assets.ml.pipeline import FeatureSpec
-from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
-from housing_assets.ml.split import income_category, split_train_test, train_index
+from housing_assets.ml.schema import NUMERIC_FEATURES
+from housing_assets.ml.split import income_category
 from housing_assets.resources.tracking import WandbTracking, evidence_group
+from housing_assets.steps import (
+    GeoSettings,
+    ImputationSettings,
+    add_geo_clusters,
+    impute,
+    split_hold_out,
+)
 
-
-class ImputationConfig(Config):
-    strategies: list[str] = list(IMPUTATION_STRATEGIES)
-    mask_fraction: float = 0.2
-    max_masked_cells: int = 3000
-    # A strategy within this relative RMSE of the best counts as a tie; the fastest tie wins.
-    rmse_tolerance: float = 0.05
-    seed: int = 0
+ImputationConfig = config_for(ImputationSettings)
+GeoConfig = config_for(GeoSettings)
 
 
 @asset(group_name="features", compute_kind="scikit-learn")
@@ -37,72 +28,42 @@ def imputed_housing(
 ) -> ImputedHousing:
     """Every row with numeric gaps filled by the imputation strategy that reconstructs hidden
     values best (masked-reconstruction RMSE on training rows; the target is never an input)."""
-    train_numeric = raw_housing.loc[train_index(raw_housing), NUMERIC_FEATURES]
-    incomplete = [c for c in NUMERIC_FEATURES if raw_housing[c].isna().any()] or ["total_bedrooms"]
-    comparison = masked_reconstruction(
-        train_numeric,
-        config.strategies,
-        incomplete,
-        mask_fraction=config.mask_fraction,
-        max_masked=config.max_masked_cells,
-        random_state=config.seed,
-        rmse_tolerance=config.rmse_tolerance,
-    )
-    imputer = fit_imputer(comparison.best_strategy, train_numeric, config.seed)
-    frame = impute_frame(raw_housing, NUMERIC_FEATURES, imputer)
-    table = comparison.table
-    median_rmse = (
-        float(table.loc[table["strategy"] == "median", "rmse"].iloc[0])
-        if ("median" in set(table["strategy"]))
-        else float("nan")
-    )
-    best_rmse = float(table.loc[table["chosen"], "rmse"].iloc[0])
-    comparison_plot = plots.bar_chart(
-        table["strategy"],
-        table["rmse"],
-        "Masked-reconstruction RMSE",
-        "RMSE (lower is better)",
-        comparison.best_strategy,
+    settings = config.to_settings()
+    imputed = impute(raw_housing, settings)
+    rmse = imputed.comparison.set_index("strategy")["rmse"]
+    best, median = float(rmse[imputed.strategy]), float(rmse.get("median", float("nan")))
+    chart = plots.bar_chart(
+        rmse.index, rmse, "Masked-reconstruction RMSE", "RMSE (lower is better)", imputed.strategy
     )
     wandb.log_evidence(
         f"imputation-{context.run_id[:8]}",
         "imputation",
         config.model_dump(),
-        tables={"imputation_comparison": table},
-        figures={"imputation_rmse": comparison_plot},
-        summary={"chosen_strategy": comparison.best_strategy, "chosen_rmse": best_rmse},
+        tables={"imputation_comparison": imputed.comparison},
+        figures={"imputation_rmse": chart},
+        summary={"chosen_strategy": imputed.strategy, "chosen_rmse": best},
         group=evidence_group(context.run_id),
     )
     context.add_output_metadata(
         {
-            "rows": len(frame),
+            "rows": len(imputed.frame),
             "imputed_cells": int(raw_housing[NUMERIC_FEATURES].isna().sum().sum()),
-            "chosen_strategy": comparison.best_strategy,
-            "chosen_rmse": best_rmse,
-            "median_baseline_rmse": median_rmse,
+            "chosen_strategy": imputed.strategy,
+            "chosen_rmse": round(best, 1),
+            "median_baseline_rmse": round(median, 1),
             "why": MetadataValue.md(
-                f"**{comparison.best_strategy}** reconstructs {comparison.masked_cells:,} hidden "
-                f"known values of {incomplete} with RMSE {best_rmse:,.1f}, against "
-                f"{median_rmse:,.1f} for the median ({median_rmse / best_rmse:,.1f}x worse). "
-                f"It is the fastest strategy within {config.rmse_tolerance:.0%} of the lowest "
-                f"RMSE ({table['rmse'].min():,.1f}, {table.loc[0, 'strategy']}): the imputer "
-                "ships inside the served model. Scored on training rows only, without the target."
+                f"**{imputed.strategy}** reconstructs {imputed.masked_cells:,} hidden known "
+                f"values of {list(imputed.scored_columns)} with RMSE {best:,.1f}, against "
+                f"{median:,.1f} for the median ({median / best:,.1f}x worse). It is the fastest "
+                f"strategy within {settings.rmse_tolerance:.0%} of the lowest RMSE "
+                f"({rmse.min():,.1f}, {rmse.idxmin()}): the imputer ships inside the served "
+                "model. Scored on training rows only, without the target."
             ),
-            "comparison": plots.markdown_table(table),
-            "comparison_plot": plots.figure_to_markdown(
-                comparison_plot, "imputation RMSE by strategy"
-            ),
+            "comparison": plots.markdown_table(imputed.comparison),
+            "comparison_plot": plots.figure_to_markdown(chart, "imputation RMSE by strategy"),
         }
     )
-    return ImputedHousing(frame=frame, comparison=table, strategy=comparison.best_strategy)
-
-
-class GeoConfig(Config):
-    k_grid: list[int] = list(K_GRID)
-    cv_folds: int = 3
-    metric: str = "wmape"
-    cluster_gamma: float = 1.0
-    seed: int = 42
+    return imputed
 
 
 @asset(group_name="features", compute_kind="scikit-learn")
@@ -114,37 +75,16 @@ def geo_features(
 ) -> GeoFeatures:
     """KMeans geographic clusters as a feature; K chosen by the cross-validated error of a quick
     model that uses it (one-standard-error rule), on training rows only."""
-    frame = imputed_housing.frame
-    train = frame.loc[train_index(frame)]
-    base = FeatureSpec(
-        imputed_housing.strategy,
-        n_clusters=config.k_grid[0],
-        cluster_gamma=config.cluster_gamma,
-        random_state=config.seed,
-    )
-    k, evidence = select_n_clusters(
-        train[FEATURE_COLUMNS],
-        train[TARGET],
-        base,
-        config.k_grid,
-        n_folds=config.cv_folds,
-        metric=config.metric,
-    )
-    spec = FeatureSpec(
-        imputed_housing.strategy,
-        n_clusters=k,
-        cluster_gamma=config.cluster_gamma,
-        random_state=config.seed,
-    )
-    similarity = ClusterSimilarity(k, config.cluster_gamma, config.seed).fit(train[GEO_COLUMNS])
-    enriched = frame.join(cluster_feature_frame(frame, similarity))
-    sizes = enriched["geo_cluster"].value_counts()
-    k_plot, map_plot = plots.k_evidence_chart(evidence, config.metric), plots.cluster_map(enriched)
+    settings = config.to_settings()
+    geo = add_geo_clusters(imputed_housing, settings)
+    k, sizes = geo.spec.n_clusters, geo.frame["geo_cluster"].value_counts()
+    k_plot = plots.k_evidence_chart(geo.k_evidence, settings.metric)
+    map_plot = plots.cluster_map(geo.frame)
     wandb.log_evidence(
         f"geo-k-{context.run_id[:8]}",
         "geo_clusters",
         config.model_dump(),
-        tables={"k_evidence": evidence},
+        tables={"k_evidence": geo.k_evidence},
         figures={"k_evidence": k_plot, "cluster_map": map_plot},
         summary={"chosen_k": k},
         group=evidence_group(context.run_id),
@@ -152,55 +92,47 @@ def geo_features(
     context.add_output_metadata(
         {
             "chosen_k": k,
-            "rows": len(enriched),
+            "rows": len(geo.frame),
             "why": MetadataValue.md(
-                f"K={k}: the smallest K whose cross-validated {config.metric} is within one "
-                f"standard error of the best over K in {sorted(config.k_grid)}. The sampled "
+                f"K={k}: the smallest K whose cross-validated {settings.metric} is within one "
+                f"standard error of the best over K in {sorted(settings.k_grid)}. The sampled "
                 "silhouette (shown) would always pick the smallest K."
             ),
-            "k_evidence": plots.markdown_table(evidence, floatfmt=",.4f"),
+            "k_evidence": plots.markdown_table(geo.k_evidence, floatfmt=",.4f"),
             "k_evidence_plot": plots.figure_to_markdown(k_plot, "evidence for K"),
             "cluster_map": plots.figure_to_markdown(map_plot, "cluster map"),
             "smallest_cluster_rows": int(sizes.min()),
             "largest_cluster_rows": int(sizes.max()),
         }
     )
-    return GeoFeatures(frame=enriched, k_evidence=evidence, spec=spec)
+    return geo
 
 
 @asset(group_name="features", compute_kind="scikit-learn")
 def train_test_split(
     context: AssetExecutionContext, raw_housing: pd.DataFrame, geo_features: GeoFeatures
 ) -> HousingSplit:
-    """The contract's hold-out: 20 % of the raw rows, stratified on income category, seed 42.
-
-    Rows keep their raw values (the served pipeline imputes by itself) plus the cluster columns.
-    """
-    start = time.perf_counter()
-    cluster_columns = geo_features.frame[["geo_cluster", "geo_cluster_similarity"]]
-    train, test = split_train_test(raw_housing)
-    train, test = train.join(cluster_columns), test.join(cluster_columns)
-    shares = (
-        pd.DataFrame(
-            {
-                "overall_pct": income_category(raw_housing["median_income"]).value_counts(
-                    normalize=True
-                ),
-                "train_pct": income_category(train["median_income"]).value_counts(normalize=True),
-                "test_pct": income_category(test["median_income"]).value_counts(normalize=True),
-            }
-        )
-        .sort_index()
-        .mul(100)
-    )
+    """The contract's hold-out: 20 % of the raw rows, stratified on income category, seed 42,
+    as assigned once in raw_housing. Rows keep their raw values (the served pipeline imputes by
+    itself) plus the cluster columns."""
+    split = split_hold_out(raw_housing, geo_features)
+    shares = pd.DataFrame(
+        {
+            f"{name}_pct": income_category(rows["median_income"]).value_counts(normalize=True)
+            for name, rows in (
+                ("overall", raw_housing),
+                ("train", split.train),
+                ("test", split.test),
+            )
+        }
+    ).sort_index()
     shares.index.name = "income_cat"
     context.add_output_metadata(
         {
-            "train_rows": len(train),
-            "test_rows": len(test),
-            "test_fraction": len(test) / len(raw_housing),
-            "income_category_shares": MetadataValue.md(shares.round(2).to_markdown()),
-            "seconds": time.perf_counter() - start,
+            "train_rows": len(split.train),
+            "test_rows": len(split.test),
+            "test_pct": round(100 * len(split.test) / len(raw_housing), 2),
+            "income_category_shares": MetadataValue.md(shares.mul(100).round(2).to_markdown()),
         }
     )
-    return HousingSplit(train=train, test=test, spec=geo_features.spec)
+    return split

@@ -35,8 +35,8 @@ class FoldCache:
     X: pd.DataFrame
     y: pd.Series
     spec: FeatureSpec
-    n_folds: int = 3
-    random_state: int = 42
+    n_folds: int
+    random_state: int
     _folds: dict[bool, list[Fold]] = field(default_factory=dict, repr=False)
 
     def splits(self) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -7,6 +7,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
 from sklearn.metrics.pairwise import rbf_kernel
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from housing_assets.ml.schema import NUMERIC_FEATURES
 
@@ -20,12 +21,23 @@ class RatioFeatures(TransformerMixin, BaseEstimator):
     Also adds two rotated coordinates, which let axis-aligned trees follow the coast.
     """
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a ratio with a missing part is 0, as with 0 / 0
+        return tags
+
     def fit(self, X, y=None):
-        self.n_features_in_ = np.asarray(X).shape[1]
+        X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan")
+        if X.shape[1] != len(NUMERIC_FEATURES):
+            raise ValueError(
+                f"RatioFeatures needs the {len(NUMERIC_FEATURES)} numeric columns "
+                f"{NUMERIC_FEATURES} in order; got {X.shape[1]} columns"
+            )
         return self
 
     def transform(self, X):
-        X = np.asarray(X, dtype=float)
+        check_is_fitted(self, "n_features_in_")
+        X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan", reset=False)
         col = {name: X[:, i] for i, name in enumerate(NUMERIC_FEATURES)}
         with np.errstate(divide="ignore", invalid="ignore"):
             extra = np.column_stack(
@@ -42,6 +54,7 @@ class RatioFeatures(TransformerMixin, BaseEstimator):
         return np.hstack([X, extra])
 
     def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "n_features_in_")
         return np.array([*NUMERIC_FEATURES, *RATIO_FEATURES, "geo_rot_plus", "geo_rot_minus"])
 
 
@@ -57,21 +70,22 @@ class ClusterSimilarity(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None, sample_weight=None):
-        X = np.asarray(X, dtype=float)
+        X = validate_data(self, X, dtype=float)
         self.kmeans_ = KMeans(self.n_clusters, n_init=4, random_state=self.random_state)
         self.kmeans_.fit(X, sample_weight=sample_weight)
-        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X):
-        return rbf_kernel(
-            np.asarray(X, dtype=float), self.kmeans_.cluster_centers_, gamma=self.gamma
-        )
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=float, reset=False)
+        return rbf_kernel(X, self.kmeans_.cluster_centers_, gamma=self.gamma)
 
     def predict(self, X):
-        return self.kmeans_.predict(np.asarray(X, dtype=float))
+        check_is_fitted(self)
+        return self.kmeans_.predict(validate_data(self, X, dtype=float, reset=False))
 
     def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self)
         return np.array([f"cluster_{i}_similarity" for i in range(self.n_clusters)])
 
 
@@ -103,17 +117,17 @@ class NeighborPriceEncoder(TransformerMixin, BaseEstimator):
     def fit(self, X, y):
         from sklearn.neighbors import KDTree
 
-        X = np.asarray(X, dtype=float)
+        X, y = validate_data(self, X, y, dtype=float, y_numeric=True)
         self.tree_ = KDTree(X)
-        self.log_price_ = np.log(np.asarray(y, dtype=float))
-        self.n_features_in_ = X.shape[1]
+        self.log_price_ = np.log(y)
         return self
 
     def fit_transform(self, X, y=None, **fit_params):
         if y is None:
             raise ValueError("NeighborPriceEncoder needs the target to fit")
         self.fit(X, y)
-        _, idx = self.tree_.query(np.asarray(X, dtype=float), k=self.n_neighbors + 1)
+        X = validate_data(self, X, dtype=float, reset=False)
+        _, idx = self.tree_.query(X, k=self.n_neighbors + 1)
         own = np.arange(len(idx))[:, None]
         # Drop the row itself (or, among exact duplicates, one neighbour) from its neighbourhood.
         keep = idx != own
@@ -122,7 +136,9 @@ class NeighborPriceEncoder(TransformerMixin, BaseEstimator):
         return self._encode(idx)
 
     def transform(self, X):
-        _, idx = self.tree_.query(np.asarray(X, dtype=float), k=self.n_neighbors)
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=float, reset=False)
+        _, idx = self.tree_.query(X, k=self.n_neighbors)
         return self._encode(idx)
 
     def _encode(self, idx):
@@ -130,6 +146,7 @@ class NeighborPriceEncoder(TransformerMixin, BaseEstimator):
         return np.column_stack([prices.mean(axis=1), np.median(prices, axis=1), prices.std(axis=1)])
 
     def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self)
         return np.array(
             ["neighbor_log_price_mean", "neighbor_log_price_median", "neighbor_log_price_std"]
         )

@@ -40,9 +40,10 @@ def select_n_clusters(
     X: pd.DataFrame,
     y: pd.Series,
     base_spec: FeatureSpec,
-    k_grid: Sequence[int] = K_GRID,
-    n_folds: int = 3,
-    metric: str = "wmape",
+    k_grid: Sequence[int],
+    *,
+    n_folds: int,
+    metric: str,
     silhouette_sample: int = 3000,
     n_jobs: int = 2,
 ) -> tuple[int, pd.DataFrame]:

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from housing_assets.ml.sampling import bounded_rows
 
@@ -33,31 +34,31 @@ class ScaledKNNImputer(TransformerMixin, BaseEstimator):
         self.max_fit_rows = max_fit_rows
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # the gaps it fills
+        return tags
+
     def fit(self, X, y=None):
-        if hasattr(X, "columns"):
-            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        X = np.asarray(X, dtype=float)
+        X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan")
         self.mean_ = np.nanmean(X, axis=0)
         self.scale_ = np.nanstd(X, axis=0)
         self.scale_[self.scale_ == 0] = 1.0
         X = X[bounded_rows(len(X), self.max_fit_rows, self.random_state)]
         self.imputer_ = KNNImputer(n_neighbors=self.n_neighbors).fit((X - self.mean_) / self.scale_)
-        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X):
-        X = np.asarray(X, dtype=float)
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan", reset=False)
         # Distances to the donors are computed in chunks of at most 128 MB.
         with config_context(working_memory=128):
             filled = self.imputer_.transform((X - self.mean_) / self.scale_)
         return filled * self.scale_ + self.mean_
 
     def get_feature_names_out(self, input_features=None):
-        if input_features is not None:
-            return np.asarray(input_features, dtype=object)
-        if hasattr(self, "feature_names_in_"):
-            return self.feature_names_in_
-        return np.asarray([f"x{i}" for i in range(self.n_features_in_)], dtype=object)
+        check_is_fitted(self)
+        return _check_feature_names_in(self, input_features)
 
 
 def make_imputer(strategy: str, random_state: int = 0):
@@ -102,12 +103,13 @@ class ImputationComparison:
 
 def masked_reconstruction(
     numeric: pd.DataFrame,
-    strategies: Sequence[str] = IMPUTATION_STRATEGIES,
-    columns: Sequence[str] = ("total_bedrooms",),
-    mask_fraction: float = 0.2,
-    max_masked: int = 3000,
-    random_state: int = 0,
-    rmse_tolerance: float = 0.05,
+    strategies: Sequence[str],
+    columns: Sequence[str],
+    *,
+    mask_fraction: float,
+    max_masked: int,
+    random_state: int,
+    rmse_tolerance: float,
 ) -> ImputationComparison:
     """Hide known values of ``columns``, impute them with each strategy, score RMSE and MAE.
 
@@ -164,7 +166,7 @@ def impute_frame(frame: pd.DataFrame, columns: list[str], imputer) -> pd.DataFra
     return out
 
 
-def fit_imputer(strategy: str, train_numeric: pd.DataFrame, random_state: int = 0):
+def fit_imputer(strategy: str, train_numeric: pd.DataFrame, random_state: int):
     return clone(make_imputer(strategy, random_state)).fit(train_numeric)
 
 

@@ -54,6 +54,12 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
+def rounded_metric(name: str, value: float) -> float:
+    """``value`` rounded to what a reader needs: dollars whole, r2 to 4 places, % to 2."""
+    digits = 0 if name in {"rmse", "mae"} else 4 if name == "r2" else 2
+    return round(float(value), digits)
+
+
 def format_metric(name: str, value: float) -> str:
     if name in {"rmse", "mae"}:
         return f"{value:,.0f}"

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from lightgbm import LGBMRegressor
@@ -16,6 +15,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Ridge
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.tree import DecisionTreeRegressor
+from sklearn.utils.validation import validate_data
 
 from housing_assets.ml.cv import FoldCache, cv_metrics
 from housing_assets.ml.sampling import bounded_rows
@@ -50,8 +50,8 @@ class SampledKNeighborsRegressor(KNeighborsRegressor):
         self.random_state = random_state
 
     def fit(self, X, y):
-        X, y = np.asarray(X), np.asarray(y)
-        rows = bounded_rows(len(X), self.max_fit_rows, self.random_state)
+        X, y = validate_data(self, X, y, accept_sparse="csr", multi_output=True, y_numeric=True)
+        rows = bounded_rows(X.shape[0], self.max_fit_rows, self.random_state)
         return super().fit(X[rows], y[rows])
 
 
@@ -139,7 +139,8 @@ def _evaluate(family: ModelFamily, params: dict, cache: FoldCache, n_jobs: int) 
 def compare_families(
     cache: FoldCache,
     families: list[str],
-    selection_metric: str = "wmape",
+    selection_metric: str,
+    *,
     grids: dict[str, dict[str, list]] | None = None,
     n_jobs: int = 2,
     max_candidates: int | None = None,

@@ -51,6 +51,33 @@ def split_train_test(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat([train, extra[~to_test]]), pd.concat([test, extra[to_test]])
 
 
-def train_index(raw: pd.DataFrame) -> pd.Index:
-    """Index labels of the training rows, for steps that must fit on training rows only."""
-    return split_train_test(raw)[0].index
+SPLIT_COLUMN = "split"  # "train" or "test", assigned once in raw_housing
+SPLIT_ORDER_COLUMN = "split_order"  # a row's position on its side (the split's own order)
+SPLIT_COLUMNS = [SPLIT_COLUMN, SPLIT_ORDER_COLUMN]
+
+
+def assign_split(raw: pd.DataFrame) -> pd.DataFrame:
+    """``raw`` with the split computed once and carried in two columns: each row's side, and
+    its position there (so every later step sees the training rows in the split's order)."""
+    train, test = split_train_test(raw.drop(columns=SPLIT_COLUMNS, errors="ignore"))
+    side = pd.Series("train", index=raw.index)
+    side.loc[test.index] = "test"
+    order = pd.Series(0, index=raw.index)
+    order.loc[train.index] = range(len(train))
+    order.loc[test.index] = range(len(test))
+    return raw.assign(**{SPLIT_COLUMN: side, SPLIT_ORDER_COLUMN: order})
+
+
+def side_rows(frame: pd.DataFrame, side: str) -> pd.DataFrame:
+    """The rows of ``frame`` on ``side`` of the carried split, in the split's order, without
+    the split columns."""
+    if SPLIT_COLUMN not in frame.columns:  # a frame from before the split was carried
+        train, test = split_train_test(frame)
+        return train if side == "train" else test
+    rows = frame[frame[SPLIT_COLUMN] == side].sort_values(SPLIT_ORDER_COLUMN, kind="stable")
+    return rows.drop(columns=SPLIT_COLUMNS)
+
+
+def training_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The training rows of a frame that carries the split, for steps that fit on them only."""
+    return side_rows(frame, "train")

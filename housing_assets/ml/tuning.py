@@ -149,9 +149,10 @@ def _finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def tune(
     cache: FoldCache,
     family_name: str,
-    n_trials: int = 50,
-    metric: str = "wmape",
-    seed: int = 42,
+    *,
+    n_trials: int,
+    metric: str,
+    seed: int,
     timeout_s: float | None = None,
     n_jobs: int = 2,
     start_params: dict[str, Any] | None = None,

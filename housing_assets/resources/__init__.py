@@ -23,7 +23,7 @@ def build_resources() -> dict:
     source, landing = settings.source_url(), settings.landing_url()
     gcs = None
     if bucket or source.startswith("gs://") or landing.startswith("gs://"):
-        from housing_assets.gcs import gcs_resource
+        from housing_assets.io.gcs import gcs_resource
 
         gcs = gcs_resource()
     if bucket:

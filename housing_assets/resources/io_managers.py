@@ -212,12 +212,12 @@ class GCSDatasetIOManager(DatasetIOManager):
     _client: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context) -> None:
-        from housing_assets.gcs import ensure_bucket
+        from housing_assets.io.gcs import ensure_bucket
 
         ensure_bucket(self._gcs_client(), self.bucket, self.retry_deadline_s)
 
     def _gcs_client(self):
-        from housing_assets.gcs import storage_client
+        from housing_assets.io.gcs import storage_client
 
         if self._client is None:
             self._client = storage_client(self.gcs)
@@ -227,17 +227,17 @@ class GCSDatasetIOManager(DatasetIOManager):
         return "/".join([f"gs://{self.bucket}", *filter(None, self.prefix.split("/")), *key_path])
 
     def _write(self, location: str, name: str, data: bytes) -> None:
-        from housing_assets.gcs import write_bytes
+        from housing_assets.io.gcs import write_bytes
 
         write_bytes(f"{location}/{name}", data, self.retry_deadline_s, self._gcs_client())
 
     def _read(self, location: str, name: str) -> bytes:
-        from housing_assets.gcs import read_bytes
+        from housing_assets.io.gcs import read_bytes
 
         return read_bytes(f"{location}/{name}", self.retry_deadline_s, self._gcs_client())
 
     def _remove_prefix(self, location: str, prefix: str) -> None:
-        from housing_assets.gcs import list_keys, split_gs_url
+        from housing_assets.io.gcs import list_keys, split_gs_url
 
         bucket, _ = split_gs_url(location)
         client = self._gcs_client()
@@ -245,7 +245,7 @@ class GCSDatasetIOManager(DatasetIOManager):
             client.bucket(bucket).blob(key).delete(timeout=self.retry_deadline_s)
 
     def _exists(self, location: str, name: str) -> bool:
-        from housing_assets.gcs import call, retry_policy, split_gs_url
+        from housing_assets.io.gcs import call, retry_policy, split_gs_url
 
         bucket, key = split_gs_url(f"{location}/{name}")
         blob = self._gcs_client().bucket(bucket).blob(key)

@@ -89,17 +89,23 @@ class MlflowTracking(ConfigurableResource):
             self._parent_run_id = None
 
     def client(self):
+        """A client on this resource's store; touches no process-wide MLflow setting."""
         from mlflow import MlflowClient
 
-        self._configure()
+        self._ensure_store()
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
-    def _configure(self) -> str:
-        import mlflow
-
+    def _ensure_store(self) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         if self.tracking_uri.startswith("sqlite:///"):
             os.makedirs(os.path.dirname(self.tracking_uri[len("sqlite:///") :]), exist_ok=True)
+
+    def _configure(self) -> str:
+        """For the run's duration (dagster-mlflow's fluent runs and ``log_model`` read MLflow's
+        process-wide URIs): point them at this store; make sure the experiment exists."""
+        import mlflow
+
+        self._ensure_store()
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         experiment = mlflow.get_experiment_by_name(self.experiment_name)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from housing_assets.ml.source import SUPPORTED_SUFFIXES
+from housing_assets.ml.parsing import SUPPORTED_SUFFIXES
 
 ACCEPTED = "accepted"
 QUARANTINE = "quarantine"
@@ -161,7 +161,7 @@ class LocalLanding(Landing):
 class GCSLanding(Landing):
     # Well inside the 60 s a sensor tick may take: an unreachable bucket fails the tick clearly.
     def __init__(self, url: str, client, deadline_s: float = 20.0):
-        from housing_assets.gcs import split_gs_url
+        from housing_assets.io.gcs import split_gs_url
 
         self.url = url.rstrip("/")
         self.bucket_name, prefix = split_gs_url(self.url)
@@ -173,7 +173,7 @@ class GCSLanding(Landing):
         return "/".join(p for p in (self.prefix, folder, name) if p)
 
     def list_names(self, folder: str = "") -> list[str]:
-        from housing_assets.gcs import call, retry_policy
+        from housing_assets.io.gcs import call, retry_policy
 
         prefix = self._key("", folder)
         prefix = f"{prefix}/" if prefix else ""
@@ -191,7 +191,7 @@ class GCSLanding(Landing):
         return call("listing", f"gs://{self.bucket_name}/{prefix}", names, self.deadline_s)
 
     def read(self, name: str, folder: str = "") -> Batch:
-        from housing_assets.gcs import call, retry_policy
+        from housing_assets.io.gcs import call, retry_policy
 
         url = f"gs://{self.bucket_name}/{self._key(name, folder)}"
         blob = self.client.bucket(self.bucket_name).blob(self._key(name, folder))
@@ -205,7 +205,7 @@ class GCSLanding(Landing):
         return Batch(name, url, payload, (blob.generation,))  # the generation downloaded
 
     def write(self, name: str, data: bytes, folder: str) -> None:
-        from housing_assets.gcs import write_bytes
+        from housing_assets.io.gcs import write_bytes
 
         write_bytes(
             f"gs://{self.bucket_name}/{self._key(name, folder)}", data, self.deadline_s, self.client
@@ -214,7 +214,7 @@ class GCSLanding(Landing):
     def remove(self, name: str, folder: str = "", stamp: tuple = ()) -> None:
         from google.api_core.exceptions import PreconditionFailed
 
-        from housing_assets.gcs import call, retry_policy
+        from housing_assets.io.gcs import call, retry_policy
 
         blob = self.client.bucket(self.bucket_name).blob(self._key(name, folder))
         generation = stamp[0] if stamp else None  # only the generation that was read
@@ -236,7 +236,7 @@ def open_landing(url: str, gcs=None, settle_s: float = 10.0) -> Landing:
     """The landing zone at ``url``; a ``gs://`` one through dagster-gcp's ``GCSResource``
     (``gcs``, else one for this environment). ``settle_s``: see the module docstring."""
     if url.startswith("gs://"):
-        from housing_assets.gcs import storage_client
+        from housing_assets.io.gcs import storage_client
 
         return GCSLanding(url, storage_client(gcs))
     return LocalLanding(url, settle_s)

@@ -148,3 +148,82 @@ def rollback_champion(
     for key, value in {"demoted_at": now, "demoted_by": who, "demotion_reason": reason}.items():
         client.set_model_version_tag(name, str(current.version), key, value)
     return str(current.version), str(target)
+
+
+class ModelRegistry:
+    """The MLflow Model Registry through an explicit client: log and register a fitted model,
+    read the champion, record the promotion decision. Nothing here sets MLflow's process-wide
+    tracking or registry URI."""
+
+    def __init__(self, client, name: str = MODEL_NAME):
+        self.client = client
+        self.name = name
+
+    def log_and_register(
+        self,
+        pipeline,
+        example: pd.DataFrame,
+        description: str,
+        tags: dict[str, str],
+        params: dict,
+        metrics: dict[str, float],
+        texts: dict[str, str],
+    ) -> tuple[str, str]:
+        """Into the active MLflow run: tags, params, metrics, ``texts`` ({artifact: text}) and
+        the model, registered as a new version with its description and tags, alias
+        ``challenger``. Returns (version, MLflow run id)."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        run = mlflow.active_run()
+        mlflow.set_tags(tags)
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        for artifact, text in texts.items():
+            mlflow.log_text(text, artifact)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(example, pipeline.predict(example)),
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            code_paths=[package_code_path()],
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            registered_model_name=self.name,
+        )
+        version = str(info.registered_model_version)
+        self.client.update_model_version(self.name, version, description=description)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
+        self.client.set_registered_model_alias(self.name, CHALLENGER, version)
+        return version, run.info.run_id
+
+    def champion_version(self) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+        except MlflowException:
+            return None
+
+    def load(self, version: str):
+        """A version as an MLflow pyfunc model, fetched through this client's stores."""
+        import mlflow
+        from mlflow.artifacts import download_artifacts
+
+        where = self.client.get_model_version_download_uri(self.name, version)
+        local = download_artifacts(artifact_uri=where, tracking_uri=self.client.tracking_uri)
+        return mlflow.pyfunc.load_model(local)
+
+    def record_decision(
+        self, version: str, promote: bool, reason: str, previous: str | None
+    ) -> list[str]:
+        """Tag the decision; on promotion move ``champion`` (remembering the previous one).
+        Returns the version's aliases."""
+        verdict = ("promoted: " if promote else "kept champion: ") + reason
+        self.client.set_model_version_tag(self.name, version, "promotion_decision", verdict)
+        if promote:
+            if previous:
+                self.client.set_model_version_tag(self.name, version, "previous_champion", previous)
+            self.client.set_registered_model_alias(self.name, CHAMPION, version)
+        return list(self.client.get_model_version(self.name, version).aliases)
