@@ -63,19 +63,22 @@ def resample(raw: pd.DataFrame, factor: float, seed: int = 0) -> pd.DataFrame:
     return rows
 
 
-def run(base, ops: dict, tune_family: str | None = None, factor: float = 1.0) -> list[dict]:
+def run(
+    base, ops: dict, tune_family: str | None = None, factor: float = 1.0, threads: int | None = None
+) -> list[dict]:
     """The seven steps with the settings of ``ops`` (a Dagster run config's ``ops`` section:
     ``{}`` for the defaults, the smoke configuration's for a smoke run), on ``base`` (the fetched
     dataset) resampled ``factor`` times. ``tune_family`` fixes the tuned family (for scaling
     runs, so that every scale measures the same work whichever family wins the comparison)."""
     from dataclasses import replace
 
-    from housing_assets import steps
+    from housing_assets import settings, steps
     from housing_assets.ml.split import SPLIT_COLUMNS, assign_split
     from housing_assets.steps.final_model import fit_final_model
 
     steps_run: list[dict] = []
     rows = 0
+    threads = threads or settings.threads()  # as the `compute` resource decides
 
     @contextmanager
     def step(name: str):
@@ -99,24 +102,33 @@ def run(base, ops: dict, tune_family: str | None = None, factor: float = 1.0) ->
         rows = len(raw.frame)
     with step("imputed_housing"):
         imputed = steps.impute(
-            raw.frame, settings_from(ops, "imputed_housing", steps.ImputationSettings)
+            raw.frame,
+            settings_from(ops, "imputed_housing", steps.ImputationSettings),
+            threads=threads,
         )
     with step("geo_features"):
-        geo = steps.add_geo_clusters(imputed, settings_from(ops, "geo_features", steps.GeoSettings))
+        geo = steps.add_geo_clusters(
+            imputed, settings_from(ops, "geo_features", steps.GeoSettings), threads=threads
+        )
     with step("train_test_split"):
         split = steps.split_hold_out(raw.frame, geo)
     with step("model_comparison"):
         comparison = steps.compare_models(
-            split, settings_from(ops, "model_comparison", steps.ComparisonSettings)
+            split,
+            settings_from(ops, "model_comparison", steps.ComparisonSettings),
+            threads=threads,
         )
     with step("tuned_params"):
         if tune_family and tune_family != comparison.winner:
             comparison = replace(comparison, winner=tune_family, winner_params={})
         tuned = steps.tune_params(
-            split, comparison, settings_from(ops, "tuned_params", steps.TuningSettings)
+            split,
+            comparison,
+            settings_from(ops, "tuned_params", steps.TuningSettings),
+            threads=threads,
         )
     with step("registered_model"):  # the registry's I/O is not part of the ML work measured
-        fitted = fit_final_model(split, tuned)
+        fitted = fit_final_model(split, tuned, threads=threads)
     steps_run.append(
         {
             "step": "result",

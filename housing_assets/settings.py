@@ -21,6 +21,17 @@ def landing_url() -> str:
     return os.environ.get("HOUSING_LANDING_URL") or str(data_dir() / "landing")
 
 
+def threads() -> int:
+    """Threads for LightGBM, forests, k-NN and joblib: ``HOUSING_THREADS``, else every core this
+    process may run on (its CPU affinity, which containers and taskset narrow)."""
+    given = os.environ.get("HOUSING_THREADS")
+    if given:
+        return max(1, int(given))
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def mlflow_tracking_uri() -> str:
     return (
         os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"

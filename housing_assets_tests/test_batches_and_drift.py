@@ -120,6 +120,18 @@ def test_gcs_landing_lists_only_the_top_level(gcs_bucket):
     ],
 )
 def test_promotion_gate(new, champion, promote):
-    decided, reason = promotion_decision(new, champion)
+    from housing_assets.steps import RegistrationSettings
+
+    gate = RegistrationSettings()
+    decided, reason = promotion_decision(
+        new, champion, gate.wmape_tolerance_pp, gate.rmse_tolerance
+    )
     assert decided is promote
-    assert reason
+    if champion is None:
+        assert reason == "no champion yet"
+    else:
+        assert reason == (
+            f"challenger wmape {new['wmape']:.3f} vs champion {champion['wmape']:.3f} "
+            f"(tolerance +0.1 pp), rmse {new['rmse']:,.0f} vs {champion['rmse']:,.0f} "
+            "(tolerance +1%)"
+        )

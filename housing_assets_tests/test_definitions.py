@@ -21,7 +21,8 @@ def test_code_location_has_the_contract_assets_in_a_chain():
     } <= checks
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"housing_pipeline_job", "housing_smoke_job", "retrain_job", "retune_smoke_job"} <= jobs
-    assert defs.resolve_sensor_def("new_batch_sensor") is not None
+    sensor = defs.resolve_sensor_def("new_batch_sensor")
+    assert sensor.job_name == "retrain_job" and sensor.minimum_interval_seconds == 30
 
 
 def test_the_smoke_configuration_is_one_file():

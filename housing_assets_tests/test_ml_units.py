@@ -14,7 +14,13 @@ from housing_assets.ml.pipeline import FeatureSpec, build_model_pipeline
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
 from housing_assets.ml.tuning import tune
 
-MASKING = {"mask_fraction": 0.2, "max_masked": 3000, "random_state": 0, "rmse_tolerance": 0.05}
+MASKING = {
+    "mask_fraction": 0.2,
+    "max_masked": 3000,
+    "random_state": 0,
+    "rmse_tolerance": 0.05,
+    "n_jobs": 2,
+}
 
 
 def synthetic_folds(frame, n_folds: int) -> FoldCache:
@@ -77,7 +83,7 @@ def test_neighbor_price_encoder_never_sees_a_rows_own_price():
 
 def test_pipeline_handles_nan_and_unseen_category(synthetic_housing):
     spec = FeatureSpec("iterative", n_clusters=4)
-    pipe = build_model_pipeline(spec, FAMILIES["boosting"].build({"n_estimators": 50}))
+    pipe = build_model_pipeline(spec, FAMILIES["boosting"].build({"n_estimators": 50}, 2))
     pipe.fit(synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET])
     rows = synthetic_housing[FEATURE_COLUMNS].head(3).copy()
     rows.loc[rows.index[0], "total_bedrooms"] = np.nan
@@ -93,7 +99,7 @@ def test_fold_cache_matches_refitting_the_whole_pipeline(synthetic_housing):
     cache = FoldCache(X, y, spec, n_folds=2, random_state=42)
     train_idx, valid_idx = cache.splits()[0]
     fold = cache.folds()[0]
-    pipe = build_model_pipeline(spec, FAMILIES["linear"].build({"alpha": 1.0}))
+    pipe = build_model_pipeline(spec, FAMILIES["linear"].build({"alpha": 1.0}, 1))
     pipe.fit(X.iloc[train_idx], y.iloc[train_idx])
     expected = pipe["preprocess"].transform(X.iloc[valid_idx])
     np.testing.assert_allclose(fold.X_valid, expected)
@@ -106,7 +112,7 @@ def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
         "tree": {"max_depth": [2, 6]},
         "boosting": {"n_estimators": [60]},
     }
-    candidates, leaderboard = compare_families(cache, list(grids), "wmape", grids=grids)
+    candidates, leaderboard = compare_families(cache, list(grids), "wmape", grids=grids, n_jobs=2)
     assert len(candidates) == 4
     assert list(leaderboard["family"]).count("tree") == 1
     assert list(leaderboard["wmape"]) == sorted(leaderboard["wmape"])
@@ -114,7 +120,9 @@ def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
     wmape = leaderboard.set_index("family")["wmape"]
     assert wmape["linear"] < candidates.query("family == 'tree'")["wmape"].max()
 
-    first_only, _ = compare_families(cache, ["tree"], "wmape", grids=grids, max_candidates=1)
+    first_only, _ = compare_families(
+        cache, ["tree"], "wmape", grids=grids, max_candidates=1, n_jobs=2
+    )
     assert first_only["params"].tolist() == [{"max_depth": 2}]  # the first candidate of the grid
 
 
@@ -127,6 +135,7 @@ def test_tune_records_every_trial_and_stays_in_the_space(synthetic_housing):
         n_trials=8,
         metric="rmse",
         seed=42,
+        n_jobs=2,
         on_trial=seen.append,
         start_params={"max_depth": 5, "min_samples_leaf": 3},
     )
@@ -147,6 +156,7 @@ def test_select_n_clusters_does_not_collapse_to_two(synthetic_housing):
         [2, 4, 8],
         n_folds=2,
         metric="wmape",
+        n_jobs=2,
     )
     assert table["chosen"].sum() == 1 and table.loc[table["chosen"], "k"].item() == k
     assert {"cv_wmape", "inertia", "silhouette_sampled"} <= set(table.columns)
@@ -191,6 +201,7 @@ def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path):
         n_trials=12,
         metric="rmse",
         seed=42,
+        n_jobs=2,
         on_trial=seen.append,
         storage=f"sqlite:///{tmp_path / 'study.db'}",
         study_name="shared",
@@ -205,8 +216,8 @@ def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path):
 
 def test_tuning_is_reproducible(synthetic_housing):
     cache = synthetic_folds(synthetic_housing, n_folds=3)
-    first = tune(cache, "tree", n_trials=10, metric="rmse", seed=7)
-    second = tune(cache, "tree", n_trials=10, metric="rmse", seed=7)
+    first = tune(cache, "tree", n_trials=10, metric="rmse", seed=7, n_jobs=2)
+    second = tune(cache, "tree", n_trials=10, metric="rmse", seed=7, n_jobs=2)
     assert list(first.trials["state"]) == list(second.trials["state"])
     assert first.trials["params"].tolist() == second.trials["params"].tolist()
     assert first.best_params == second.best_params

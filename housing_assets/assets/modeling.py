@@ -12,6 +12,7 @@ from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
 from housing_assets.ml.metrics import METRIC_NAMES, rounded_metric
 from housing_assets.ml.tuning import STORAGE_ENV, TrialRecord
 from housing_assets.redaction import redact_url
+from housing_assets.resources.compute import Compute
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking, evidence_group
 from housing_assets.steps import ComparisonSettings, TuningSettings, compare_models, tune_params
 
@@ -26,10 +27,11 @@ def model_comparison(
     train_test_split: HousingSplit,
     mlflow: MlflowTracking,
     wandb: WandbTracking,
+    compute: Compute,
 ) -> ModelComparison:
     """Several algorithm families, each with a small cross-validated grid on training rows; the
     winner is the family with the lowest cross-validated selection metric (wMAPE by default)."""
-    comparison = compare_models(train_test_split, config.to_settings())
+    comparison = compare_models(train_test_split, config.to_settings(), threads=compute.threads)
     metric, board = comparison.selection_metric, comparison.leaderboard
     winner = board.iloc[0]
     with mlflow.start_run("model_comparison"):
@@ -85,6 +87,7 @@ def tuned_params(
     model_comparison: ModelComparison,
     mlflow: MlflowTracking,
     wandb: WandbTracking,
+    compute: Compute,
 ) -> TunedParams:
     """Bayesian search (Optuna TPE, Hyperband pruning across folds) of the winning family's
     hyper-parameters by cross-validation on training rows; every trial goes to W&B and MLflow."""
@@ -137,7 +140,12 @@ def tuned_params(
 
         tuning_start = time.perf_counter()
         tuned = tune_params(
-            train_test_split, model_comparison, tuning, study_name=study_name, on_trial=on_trial
+            train_test_split,
+            model_comparison,
+            tuning,
+            threads=compute.threads,
+            study_name=study_name,
+            on_trial=on_trial,
         )
         tuning_s = time.perf_counter() - tuning_start
         best_yaml = yaml.safe_dump(

@@ -6,6 +6,7 @@ from housing_assets.assets.config import config_for
 from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing
 from housing_assets.ml.schema import NUMERIC_FEATURES
 from housing_assets.ml.split import income_category
+from housing_assets.resources.compute import Compute
 from housing_assets.resources.tracking import WandbTracking, evidence_group
 from housing_assets.steps import (
     GeoSettings,
@@ -25,11 +26,12 @@ def imputed_housing(
     config: ImputationConfig,
     raw_housing: pd.DataFrame,
     wandb: WandbTracking,
+    compute: Compute,
 ) -> ImputedHousing:
     """Every row with numeric gaps filled by the imputation strategy that reconstructs hidden
     values best (masked-reconstruction RMSE on training rows; the target is never an input)."""
     settings = config.to_settings()
-    imputed = impute(raw_housing, settings)
+    imputed = impute(raw_housing, settings, threads=compute.threads)
     rmse = imputed.comparison.set_index("strategy")["rmse"]
     best, median = float(rmse[imputed.strategy]), float(rmse.get("median", float("nan")))
     chart = plots.bar_chart(
@@ -72,11 +74,12 @@ def geo_features(
     config: GeoConfig,
     imputed_housing: ImputedHousing,
     wandb: WandbTracking,
+    compute: Compute,
 ) -> GeoFeatures:
     """KMeans geographic clusters as a feature; K chosen by the cross-validated error of a quick
     model that uses it (one-standard-error rule), on training rows only."""
     settings = config.to_settings()
-    geo = add_geo_clusters(imputed_housing, settings)
+    geo = add_geo_clusters(imputed_housing, settings, threads=compute.threads)
     k, sizes = geo.spec.n_clusters, geo.frame["geo_cluster"].value_counts()
     k_plot = plots.k_evidence_chart(geo.k_evidence, settings.metric)
     map_plot = plots.cluster_map(geo.frame)

@@ -7,6 +7,7 @@ from housing_assets.datasets import HousingSplit, RegisteredModel, TunedParams
 from housing_assets.io.registry import ModelRegistry
 from housing_assets.ml.metrics import METRIC_NAMES, rounded_metric
 from housing_assets.ml.schema import TARGET
+from housing_assets.resources.compute import Compute
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking, evidence_group
 from housing_assets.steps import RegistrationSettings, register
 
@@ -21,6 +22,7 @@ def registered_model(
     tuned_params: TunedParams,
     mlflow: MlflowTracking,
     wandb: WandbTracking,
+    compute: Compute,
 ) -> RegisteredModel:
     """One pipeline from the raw columns to the price, fitted on all training rows, scored once
     on the test rows, registered in MLflow and promoted to `champion` when it is at least as good
@@ -28,7 +30,12 @@ def registered_model(
     registry = ModelRegistry(mlflow.client(), mlflow.registered_model_name)
     with mlflow.start_run(f"registered_model-{tuned_params.family}"):
         outcome = register(
-            train_test_split, tuned_params, config.to_settings(), registry, context.run_id
+            train_test_split,
+            tuned_params,
+            config.to_settings(),
+            registry,
+            context.run_id,
+            threads=compute.threads,
         )
     model, fitted = outcome.model, outcome.fitted
     scatter = plots.predicted_vs_actual(train_test_split.test[TARGET], fitted.test_predictions)

@@ -90,8 +90,8 @@ def input_example(X: pd.DataFrame, n: int = 5) -> pd.DataFrame:
 def promotion_decision(
     new: dict[str, float],
     champion: dict[str, float] | None,
-    wmape_tolerance_pp: float = 0.1,
-    rmse_tolerance: float = 0.01,
+    wmape_tolerance_pp: float,
+    rmse_tolerance: float,
 ) -> tuple[bool, str]:
     """Promote when there is no champion, or when the challenger is at least as good on the same
     test rows: wMAPE no more than ``wmape_tolerance_pp`` points worse and RMSE no more than

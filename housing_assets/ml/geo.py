@@ -45,7 +45,7 @@ def select_n_clusters(
     n_folds: int,
     metric: str,
     silhouette_sample: int = 3000,
-    n_jobs: int = 2,
+    n_jobs: int,
 ) -> tuple[int, pd.DataFrame]:
     """Return the chosen K and the evidence table (one row per K)."""
     coords = X[GEO_COLUMNS].to_numpy(dtype=float)

@@ -61,8 +61,9 @@ class ScaledKNNImputer(TransformerMixin, BaseEstimator):
         return _check_feature_names_in(self, input_features)
 
 
-def make_imputer(strategy: str, random_state: int = 0):
-    """A fresh, unfitted imputer for numeric columns."""
+def make_imputer(strategy: str, random_state: int = 0, n_jobs: int = 1):
+    """A fresh, unfitted imputer for numeric columns (``n_jobs``: the forest strategy's threads;
+    the model pipeline's imputer uses one, its rows are few at prediction time)."""
     if strategy in ("median", "mean"):
         return SimpleImputer(strategy=strategy)
     if strategy == "knn":
@@ -83,7 +84,9 @@ def make_imputer(strategy: str, random_state: int = 0):
         from sklearn.ensemble import RandomForestRegressor
 
         return IterativeImputer(
-            estimator=RandomForestRegressor(n_estimators=100, n_jobs=-1, random_state=random_state),
+            estimator=RandomForestRegressor(
+                n_estimators=100, n_jobs=n_jobs, random_state=random_state
+            ),
             max_iter=2,
             skip_complete=True,
             random_state=random_state,
@@ -110,6 +113,7 @@ def masked_reconstruction(
     max_masked: int,
     random_state: int,
     rmse_tolerance: float,
+    n_jobs: int,
 ) -> ImputationComparison:
     """Hide known values of ``columns``, impute them with each strategy, score RMSE and MAE.
 
@@ -132,7 +136,7 @@ def masked_reconstruction(
     records = []
     for strategy in strategies:
         start = time.perf_counter()
-        filled = make_imputer(strategy, random_state).fit_transform(masked)
+        filled = make_imputer(strategy, random_state, n_jobs).fit_transform(masked)
         seconds = time.perf_counter() - start
         errors = np.concatenate(
             [
@@ -166,8 +170,8 @@ def impute_frame(frame: pd.DataFrame, columns: list[str], imputer) -> pd.DataFra
     return out
 
 
-def fit_imputer(strategy: str, train_numeric: pd.DataFrame, random_state: int):
-    return clone(make_imputer(strategy, random_state)).fit(train_numeric)
+def fit_imputer(strategy: str, train_numeric: pd.DataFrame, random_state: int, n_jobs: int):
+    return clone(make_imputer(strategy, random_state, n_jobs)).fit(train_numeric)
 
 
 __all__ = [

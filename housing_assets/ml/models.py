@@ -30,7 +30,7 @@ class ModelFamily:
     scale: bool  # needs the scaled (signed log + standardised) preprocessing
     threads_inside: bool  # parallel on its own (n_jobs); otherwise candidates run in parallel
 
-    def build(self, params: dict[str, Any], n_jobs: int = 2):
+    def build(self, params: dict[str, Any], n_jobs: int):
         return self.make(**params, n_jobs=n_jobs) if self.threads_inside else self.make(**params)
 
 
@@ -55,7 +55,7 @@ class SampledKNeighborsRegressor(KNeighborsRegressor):
         return super().fit(X[rows], y[rows])
 
 
-def _lightgbm(n_jobs: int = 2, **params) -> LGBMRegressor:
+def _lightgbm(n_jobs: int, **params) -> LGBMRegressor:
     defaults = dict(
         n_estimators=600,
         learning_rate=0.05,
@@ -68,7 +68,7 @@ def _lightgbm(n_jobs: int = 2, **params) -> LGBMRegressor:
     return LGBMRegressor(**{**defaults, **params}, n_jobs=n_jobs, random_state=42, verbose=-1)
 
 
-def _forest(n_jobs: int = 2, **params) -> RandomForestRegressor:
+def _forest(n_jobs: int, **params) -> RandomForestRegressor:
     defaults = dict(n_estimators=100, max_samples=0.5, min_samples_leaf=2)
     return RandomForestRegressor(**{**defaults, **params}, n_jobs=n_jobs, random_state=42)
 
@@ -142,7 +142,7 @@ def compare_families(
     selection_metric: str,
     *,
     grids: dict[str, dict[str, list]] | None = None,
-    n_jobs: int = 2,
+    n_jobs: int,
     max_candidates: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grid-search each family by cross-validation on the cached folds.

@@ -90,9 +90,9 @@ class SearchJob:
 
     folds: list[Fold]
     family: str
-    metric: str = "wmape"
-    seed: int = 42
-    n_jobs: int = 2
+    metric: str
+    seed: int
+    n_jobs: int
     n_startup_trials: int = 10
 
     def direction(self) -> str:
@@ -154,7 +154,7 @@ def tune(
     metric: str,
     seed: int,
     timeout_s: float | None = None,
-    n_jobs: int = 2,
+    n_jobs: int,
     start_params: dict[str, Any] | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
     storage: str | None = None,

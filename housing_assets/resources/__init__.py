@@ -7,6 +7,7 @@ import os
 from dagster import EnvVar
 
 from housing_assets import settings
+from housing_assets.resources.compute import Compute
 from housing_assets.resources.io_managers import GCSDatasetIOManager, LocalDatasetIOManager
 from housing_assets.resources.source import HousingSource
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking
@@ -45,6 +46,7 @@ def build_resources() -> dict:
             artifact_location=settings.mlflow_artifact_location(),
         ),
         "wandb": WandbTracking(mode=settings.wandb_mode(), dir=str(settings.data_dir())),
+        "compute": Compute(threads=settings.threads()),
     }
     if gcs is not None:
         resources["gcs"] = gcs
@@ -59,6 +61,7 @@ def _recorded_as_env(name: str, value: str) -> str | EnvVar:
 
 
 __all__ = [
+    "Compute",
     "GCSDatasetIOManager",
     "HousingSource",
     "LocalDatasetIOManager",

@@ -23,7 +23,9 @@ def params_text(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
-def compare_models(split: HousingSplit, settings: ComparisonSettings) -> ModelComparison:
+def compare_models(
+    split: HousingSplit, settings: ComparisonSettings, *, threads: int
+) -> ModelComparison:
     """The winner is the family whose best grid candidate has the lowest cross-validated
     ``selection_metric`` on training rows (preprocessing refitted inside every fold)."""
     cache = split.fold_cache(settings.cv_folds, settings.seed)
@@ -32,6 +34,7 @@ def compare_models(split: HousingSplit, settings: ComparisonSettings) -> ModelCo
         list(settings.families),
         settings.selection_metric,
         max_candidates=settings.max_candidates_per_family,
+        n_jobs=threads,
     )
     winner = leaderboard.iloc[0]
 

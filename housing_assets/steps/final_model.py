@@ -50,11 +50,12 @@ class Registration:
     description: str
 
 
-def fit_final_model(split: HousingSplit, tuned: TunedParams) -> FittedModel:
+def fit_final_model(split: HousingSplit, tuned: TunedParams, *, threads: int) -> FittedModel:
     """One pipeline from the raw columns to the price, fitted on all training rows and scored
     once on the test rows."""
     family = FAMILIES[tuned.family]
-    pipeline = build_model_pipeline(split.spec, family.build(tuned.params), scale=family.scale)
+    regressor = family.build(tuned.params, threads)
+    pipeline = build_model_pipeline(split.spec, regressor, scale=family.scale)
     pipeline.fit(split.train[FEATURE_COLUMNS], split.train[TARGET])
     predictions = pipeline.predict(split.test[FEATURE_COLUMNS])
     return FittedModel(
@@ -71,10 +72,12 @@ def register(
     settings: RegistrationSettings,
     registry: ModelRegistry,
     dagster_run_id: str,
+    *,
+    threads: int,
 ) -> Registration:
     """Fit, register (inside the caller's active MLflow run) and apply the promotion gate: the
     challenger is compared with the current champion on the same test rows."""
-    fitted = fit_final_model(split, tuned)
+    fitted = fit_final_model(split, tuned, threads=threads)
     metrics, source = fitted.test_metrics, split.source
     description = model_description(
         tuned.family,

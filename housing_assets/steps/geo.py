@@ -21,7 +21,9 @@ class GeoSettings:
     seed: int = 42
 
 
-def add_geo_clusters(imputed: ImputedHousing, settings: GeoSettings) -> GeoFeatures:
+def add_geo_clusters(
+    imputed: ImputedHousing, settings: GeoSettings, *, threads: int
+) -> GeoFeatures:
     """The smallest K whose cross-validated error (a quick model using the clusters) is within
     one standard error of the best, on training rows only; every row gets its cluster and its
     similarity to the centre."""
@@ -43,6 +45,7 @@ def add_geo_clusters(imputed: ImputedHousing, settings: GeoSettings) -> GeoFeatu
         settings.k_grid,
         n_folds=settings.cv_folds,
         metric=settings.metric,
+        n_jobs=threads,
     )
     similarity = ClusterSimilarity(k, settings.cluster_gamma, settings.seed)
     similarity.fit(train[GEO_COLUMNS])

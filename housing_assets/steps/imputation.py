@@ -26,7 +26,7 @@ class ImputationSettings:
     seed: int = 0
 
 
-def impute(raw: pd.DataFrame, settings: ImputationSettings) -> ImputedHousing:
+def impute(raw: pd.DataFrame, settings: ImputationSettings, *, threads: int) -> ImputedHousing:
     """Every row with numeric gaps filled by the strategy that reconstructs hidden known values
     best (masked-reconstruction RMSE on training rows; the target is never an input)."""
     train_numeric = training_rows(raw)[NUMERIC_FEATURES]
@@ -39,8 +39,9 @@ def impute(raw: pd.DataFrame, settings: ImputationSettings) -> ImputedHousing:
         max_masked=settings.max_masked_cells,
         random_state=settings.seed,
         rmse_tolerance=settings.rmse_tolerance,
+        n_jobs=threads,
     )
-    imputer = fit_imputer(comparison.best_strategy, train_numeric, settings.seed)
+    imputer = fit_imputer(comparison.best_strategy, train_numeric, settings.seed, threads)
     return ImputedHousing(
         frame=impute_frame(raw, NUMERIC_FEATURES, imputer),
         comparison=comparison.table,

@@ -28,6 +28,7 @@ def tune_params(
     comparison: ModelComparison,
     settings: TuningSettings,
     *,
+    threads: int,
     study_name: str | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> TunedParams:
@@ -40,6 +41,7 @@ def tune_params(
         metric=settings.metric,
         seed=settings.seed,
         timeout_s=settings.timeout_s,
+        n_jobs=threads,
         start_params=comparison.winner_params,
         on_trial=on_trial,
         storage=settings.storage,
