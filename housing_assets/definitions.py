@@ -12,13 +12,15 @@ from housing_assets.jobs import (
 )
 from housing_assets.resources import build_resources
 from housing_assets.run_liveness import worker_tagging_in_process_executor
-from housing_assets.sensors import new_batch_sensor
+from housing_assets.schedules import weekly_retune
+from housing_assets.sensors import new_batch_sensor, retune_sensor
 
 defs = Definitions(
     assets=PIPELINE_ASSETS,
     asset_checks=PIPELINE_CHECKS,
     jobs=[housing_pipeline_job, housing_smoke_job, retrain_job, retune_smoke_job],
-    sensors=[new_batch_sensor],
+    sensors=[new_batch_sensor, retune_sensor],
+    schedules=[weekly_retune],
     resources=build_resources(),
     # The graph is a chain: a process per step would only add ~10 s of imports per step.
     # Parallelism lives inside the steps (n_jobs). The executor also records the run's worker

@@ -1,4 +1,6 @@
-"""The retraining sensor: new landing batches -> validate -> accept or quarantine -> one run."""
+"""The retraining sensors: new landing batches -> validate -> accept or quarantine -> one
+retraining run (refit with the stored choices); a retrain whose challenger fails the gate or
+whose batch drifted -> one retuning run (the whole search)."""
 
 from __future__ import annotations
 
@@ -12,15 +14,20 @@ import numpy as np
 import pandas as pd
 import yaml
 from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SkipReason,
+    run_status_sensor,
     sensor,
 )
 
 from housing_assets.io.landing import ACCEPTED, QUARANTINE, Batch, BatchChangedError, Landing
-from housing_assets.jobs import retrain_job
+from housing_assets.jobs import housing_pipeline_job, retrain_job
 from housing_assets.ml.batches import row_keys
 from housing_assets.ml.parsing import parse_payload
 from housing_assets.ml.schema import DataValidationError, validate_raw
@@ -91,12 +98,43 @@ def retrain_run_config() -> dict:
     return yaml.safe_load(Path(path).read_text()) if path else {}
 
 
+def _latest_metadata(instance, asset: str) -> dict | None:
+    event = instance.get_latest_materialization_event(AssetKey(asset))
+    if event is None or event.asset_materialization is None:
+        return None
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+RETRAIN_ASSETS = {"raw_housing", "imputed_housing", "geo_features", "train_test_split"}
+RETRAIN_ASSETS |= {"registered_model"}
+
+
+def retrain_request(instance) -> tuple[str, dict]:
+    """(job, run config) for new batches: ``retrain_job`` with the stored choices pinned (the
+    imputation strategy beside the median baseline its check needs, and K), or the whole
+    pipeline when nothing has been tuned yet."""
+    config = retrain_run_config()
+    if _latest_metadata(instance, "tuned_params") is None:
+        return housing_pipeline_job.name, config
+    ops = {k: v for k, v in config.get("ops", {}).items() if k in RETRAIN_ASSETS}
+    imputation, geo = (
+        _latest_metadata(instance, a) or {} for a in ("imputed_housing", "geo_features")
+    )
+    if strategy := imputation.get("chosen_strategy"):
+        pinned = ops.setdefault("imputed_housing", {}).setdefault("config", {})
+        pinned["strategies"] = sorted({strategy, "median"})
+    if k := geo.get("chosen_k"):
+        ops.setdefault("geo_features", {}).setdefault("config", {})["k_grid"] = [int(k)]
+    return retrain_job.name, {"ops": ops}
+
+
 @sensor(
-    job=retrain_job,
+    jobs=[retrain_job, housing_pipeline_job],
     minimum_interval_seconds=_interval_s(),
     default_status=DefaultSensorStatus.RUNNING,
     description="Validates each new batch in the landing zone; accepted batches trigger one "
-    "retraining run of raw_housing and everything downstream, bad ones are quarantined.",
+    "retraining run (refit with the stored choices; the whole pipeline if nothing is tuned "
+    "yet), bad ones are quarantined.",
 )
 def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSource):
     if not housing_source.landing_url:
@@ -164,8 +202,47 @@ def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSo
     context.update_cursor(cursor.dump())
     if not accepted:
         return SkipReason("no new valid batch")
+    job_name, run_config = retrain_request(context.instance)
     return RunRequest(  # the key names the new rows: the same rows never start a second run
         run_key="batches-" + "-".join(sha[:12] for _, sha in accepted),
-        run_config=retrain_run_config(),
+        job_name=job_name,
+        run_config=run_config,
         tags={"housing/batches": ",".join(name for name, _ in accepted)},
+    )
+
+
+def retune_reasons(instance, run_id: str) -> list[str]:
+    """Why a finished retraining run calls for the whole search again (empty: it does not)."""
+    reasons = []
+    registered = instance.get_latest_materialization_event(AssetKey("registered_model"))
+    if registered is not None and registered.run_id == run_id:
+        metadata = registered.asset_materialization.metadata
+        if not getattr(metadata.get("promoted"), "value", True):
+            reason = getattr(metadata.get("promotion_reason"), "value", "")
+            reasons.append(f"the refitted challenger failed the promotion gate ({reason})")
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if evaluation.check_name == "batch_drift" and not evaluation.passed:
+            reasons.append("the new batch drifted from the training data (batch_drift)")
+    return reasons
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[retrain_job],
+    request_job=housing_pipeline_job,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="After a retrain whose challenger failed the gate or whose batch drifted: one "
+    "retuning run of the whole pipeline (imputation, K, family, hyper-parameters re-chosen).",
+)
+def retune_sensor(context: RunStatusSensorContext):
+    run = context.dagster_run
+    reasons = retune_reasons(context.instance, run.run_id)
+    if not reasons:
+        return SkipReason(f"retrain {run.run_id[:8]} needs no retune")
+    context.log.info(f"retune after {run.run_id[:8]}: " + "; ".join(reasons))
+    return RunRequest(
+        run_key=f"retune-after-{run.run_id}",
+        run_config=retrain_run_config(),
+        tags={"housing/retune_reason": "; ".join(reasons)[:1000]},
     )

@@ -38,7 +38,7 @@ def _batch(raw_frame, seed: int, n: int = 150):
 
 
 def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_frame, tmp_path):
-    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
     from mlflow import MlflowClient
 
     landing = tmp_path / "landing"
@@ -81,6 +81,15 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
         def sensor_runs():
             return instance.get_runs(RunsFilter(job_name="retrain_job"))
 
+        def retune_runs():
+            runs = instance.get_runs(RunsFilter(job_name="housing_pipeline_job"))
+            return [r for r in runs if "housing/retune_reason" in r.tags]
+
+        def materializations(asset: str) -> int:
+            return len(instance.fetch_materializations(AssetKey(asset), limit=100).records)
+
+        tuned_before = materializations("tuned_params")
+
         def finished(n):
             runs = sensor_runs()
             done = [r for r in runs if r.is_finished]
@@ -91,7 +100,16 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
         runs = _wait_for(lambda: finished(1), 420, "the first retraining run", daemon)
         assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS], _log(tmp_path)
         assert runs[0].tags["housing/batches"] == "batch-001.csv"
-        assert versions() == [1, 2]
+        # Retrain, not retune: the stored choices pinned, no comparison and no search re-run.
+        pinned = runs[0].run_config["ops"]
+        assert pinned["geo_features"]["config"]["k_grid"] == [
+            instance.get_latest_materialization_event(AssetKey("geo_features"))
+            .asset_materialization.metadata["chosen_k"]
+            .value
+        ]
+        assert "tuned_params" not in pinned and "model_comparison" not in pinned
+        assert materializations("tuned_params") == tuned_before
+        assert versions()[:2] == [1, 2]
         assert (landing / "accepted" / "batch-001.csv").is_file()
         decision = client.get_model_version("housing_price_model", "2").tags["promotion_decision"]
         assert decision.startswith(("promoted", "kept champion"))
@@ -111,7 +129,8 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
         reason = (landing / "quarantine" / "batch-002.csv.reason.txt").read_text()
         assert "batch-002.csv: column 'median_income' must be numeric" in reason
         time.sleep(8)  # a few more sensor ticks
-        assert len(sensor_runs()) == 1 and champion() == champion_before
+        assert len(sensor_runs()) == 1
+        assert champion() == champion_before or retune_runs()  # only a retune may move it
 
         # 3. Three batches at once: each processed exactly once.
         for i in (3, 4, 5):
@@ -133,7 +152,32 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
             "batch-004.csv",
             "batch-005.csv",
         ]
-        assert len(versions()) == 1 + len(runs)
+
+        # A retune follows exactly the retrains whose challenger failed the gate or whose
+        # batch drifted: one run of the whole pipeline each, keyed by the retrain.
+        def needs_retune(run) -> bool:
+            (version,) = client.search_model_versions(f"tags.dagster_run_id = '{run.run_id}'")
+            kept = version.tags["promotion_decision"].startswith("kept champion")
+            drifted = any(
+                e.dagster_event.event_specific_data.check_name == "batch_drift"
+                and not e.dagster_event.event_specific_data.passed
+                for e in instance.all_logs(
+                    run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+                )
+            )
+            return kept or drifted
+
+        expected = sorted(f"retune-after-{r.run_id}" for r in runs if needs_retune(r))
+        time.sleep(8)  # a few sensor ticks
+
+        def settled_retunes():
+            found = retune_runs()
+            done = len(found) >= len(expected) and all(r.is_finished for r in found)
+            return (found,) if done else None
+
+        (retunes,) = _wait_for(settled_retunes, 600, "the retuning runs", daemon)
+        assert sorted(r.tags["dagster/run_key"] for r in retunes) == expected
+        assert len(versions()) == 1 + len(runs) + len(retunes)
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)

@@ -7,6 +7,7 @@ from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_contex
 
 from housing_assets.resources.source import HousingSource
 from housing_assets.sensors import new_batch_sensor
+from housing_assets_tests.support import REPO_ROOT
 
 
 def _evaluate(landing, cursor=None, source="unused", settle_s=0.0):
@@ -139,3 +140,28 @@ def test_rollback_to_previous_then_to_a_named_version(registry, capsys):
     assert main(["--to", "9", "--reason", "x"]) == 2
     assert "has no version 9" in capsys.readouterr().err
     assert main(["--reason", "no history"]) == 2  # v1 records no previous champion
+
+
+def test_a_batch_retrains_with_the_stored_choices_and_retunes_nothing(monkeypatch):
+    """Before anything is tuned a batch starts the whole pipeline; after, a retrain whose run
+    config pins the stored imputation strategy (beside the median its check needs) and K."""
+    from dagster import AssetMaterialization, DagsterInstance
+
+    from housing_assets.sensors import retrain_request
+
+    monkeypatch.setenv("HOUSING_RETRAIN_CONFIG", str(REPO_ROOT / "configs" / "smoke.yaml"))
+    with DagsterInstance.ephemeral() as instance:
+        job, config = retrain_request(instance)
+        assert job == "housing_pipeline_job" and "tuned_params" in config["ops"]
+
+        for asset, metadata in [
+            ("imputed_housing", {"chosen_strategy": "iterative"}),
+            ("geo_features", {"chosen_k": 20}),
+            ("tuned_params", {"family": "boosting"}),
+        ]:
+            instance.report_runless_asset_event(AssetMaterialization(asset, metadata=metadata))
+        job, config = retrain_request(instance)
+    assert job == "retrain_job"
+    assert config["ops"]["imputed_housing"]["config"]["strategies"] == ["iterative", "median"]
+    assert config["ops"]["geo_features"]["config"] == {"k_grid": [20], "cv_folds": 2}
+    assert not {"model_comparison", "tuned_params"} & set(config["ops"])

@@ -1,0 +1,152 @@
+"""Landing -> served: how long a new batch takes to reach the model server.
+
+A fresh project is trained once (``--config``: default or smoke), then the real pieces run as
+a user runs them: ``dagster-daemon`` (the retraining sensor) and ``housing-serve`` following
+``champion``. A batch of plausible new rows is renamed into the landing folder (the documented
+write-then-rename, taken at the next tick) and the clock runs until ``/invocations`` answers
+with the new version. The report splits the time into phases and carries a calibration:
+
+    .venv/bin/python benchmarks/retrain_latency.py --config default --out /tmp/latency.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from calibration import calibrate
+from common import (
+    DEFAULT_SOURCE,
+    REPO,
+    background_server,
+    execute_job_cli,
+    free_port,
+    fresh_project_env,
+)
+
+
+def new_rows(source: str, n: int = 200, seed: int = 1):
+    """Real rows with a small jitter, so they are new but plausible (no drift)."""
+    from housing_assets.io.source import fetch
+    from housing_assets.ml.parsing import parse_payload
+
+    raw = parse_payload(fetch(source).payload, source)
+    rng = np.random.default_rng(seed)
+    rows = raw.dropna().sample(n, random_state=seed).reset_index(drop=True)
+    rows["median_income"] = (rows["median_income"] * rng.uniform(0.98, 1.02, n)).round(4)
+    return rows
+
+
+def served_version(url: str, body: bytes) -> str | None:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers.get("x-model-version")
+    except OSError:
+        return None
+
+
+def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(poll_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=["default", "smoke"], default="default")
+    parser.add_argument("--source", default=DEFAULT_SOURCE)
+    parser.add_argument("--sensor-interval-s", type=float, default=5.0)
+    parser.add_argument("--serve-poll-s", type=float, default=1.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from dagster import DagsterInstance, RunsFilter
+
+    report: dict = {"config": args.config, "calibration": calibrate()}
+    with tempfile.TemporaryDirectory() as tmp:
+        landing = Path(tmp, "landing")
+        landing.mkdir()
+        extra = {
+            "HOUSING_LANDING_URL": str(landing),
+            "HOUSING_SENSOR_INTERVAL_S": str(int(args.sensor_interval_s)),
+        }
+        if args.config == "smoke":
+            extra["HOUSING_RETRAIN_CONFIG"] = str(REPO / "configs" / "smoke.yaml")
+        env = fresh_project_env(tmp, args.source, **extra)
+        job = "housing_pipeline_job" if args.config == "default" else "housing_smoke_job"
+        start = time.perf_counter()
+        execute_job_cli(job, env, check=True, timeout=3600)
+        report["first_run_s"] = round(time.perf_counter() - start, 1)
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/invocations"
+        rows = new_rows(args.source)
+        body = json.dumps(
+            {"dataframe_split": rows.drop(columns="median_house_value").head(3).to_dict("split")}
+        ).encode()
+        serve = [
+            str(Path(sys.executable).parent / "housing-serve"),
+            *("--port", str(port), "--poll-s", str(args.serve_poll_s)),
+        ]
+        daemon = [
+            str(Path(sys.executable).parent / "dagster-daemon"),
+            "run",
+            "-w",
+            "workspace.yaml",
+        ]
+        with (
+            background_server(serve, f"http://127.0.0.1:{port}/ping", env=env),
+            subprocess.Popen(
+                daemon,
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(Path(tmp, "daemon.log"), "w"),  # noqa: SIM115
+                start_new_session=True,
+            ) as proc,
+        ):
+            try:
+                assert served_version(url, body) == "1"
+                time.sleep(15)  # the daemon up and its sensor ticking
+                rows.to_csv(landing / ".batch-001.csv.partial", index=False)
+                os.rename(landing / ".batch-001.csv.partial", landing / "batch-001.csv")
+                landed = time.time()
+                wait_for(lambda: served_version(url, body) == "2", 1800, "version 2 served")
+                report["landing_to_served_s"] = round(time.time() - landed, 1)
+                with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+                    (run,) = instance.get_run_records(RunsFilter(job_name="retrain_job"))
+                    report["retrain_job"] = {
+                        "landing_to_run_created_s": round(
+                            run.create_timestamp.timestamp() - landed, 1
+                        ),
+                        "run_wall_s": round(run.end_time - run.start_time, 1),
+                        "run_end_to_served_s": round(
+                            landed + report["landing_to_served_s"] - run.end_time, 1
+                        ),
+                    }
+            finally:
+                os.killpg(proc.pid, 15)
+    report["sensor_interval_s"] = args.sensor_interval_s
+    report["serve_poll_s"] = args.serve_poll_s
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
