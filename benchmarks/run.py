@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from calibration import calibrate
 from common import CONTRACT_ASSETS, DEFAULT_SOURCE, REPO, execute_job_cli, fresh_project_env
 
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS, GERON_TEST_METRICS
@@ -152,6 +153,11 @@ def markdown(report: dict) -> str:
         f"Machine: {os.cpu_count()} cores. "
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
+        "Calibration (same run; compare machines by these): 20 M-iteration Python loop "
+        f"{report['calibration']['python_loop_20m_s']:.2f} s, fixed LightGBM fit "
+        f"{report['calibration']['lightgbm_fit_s']:.2f} s on "
+        f"{report['calibration']['threads']} threads.",
+        "",
     ]
     if "default" in report:
         d = report["default"]["dagster"]
@@ -269,7 +275,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     configs = ["smoke"] if args.skip_default else args.configs
-    report: dict = {"configs": configs}
+    report: dict = {"configs": configs, "calibration": calibrate()}
     for config in configs:
         job = "housing_pipeline_job" if config == "default" else "housing_smoke_job"
         dagster_runs, bare_runs = [], []
