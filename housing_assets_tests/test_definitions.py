@@ -22,7 +22,11 @@ def test_code_location_has_the_contract_assets_in_a_chain():
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"housing_pipeline_job", "housing_smoke_job", "retrain_job", "retune_smoke_job"} <= jobs
     sensor = defs.resolve_sensor_def("new_batch_sensor")
-    assert sensor.job_name == "retrain_job" and sensor.minimum_interval_seconds == 30
+    assert {job.name for job in sensor.jobs} == {"retrain_job", "housing_pipeline_job"}
+    assert sensor.minimum_interval_seconds == 30
+    assert defs.resolve_sensor_def("retune_sensor").job.name == "housing_pipeline_job"
+    schedule = defs.resolve_schedule_def("weekly_retune")
+    assert schedule.job.name == "housing_pipeline_job" and schedule.cron_schedule == "0 3 * * 0"
 
 
 def test_the_smoke_configuration_is_one_file():
