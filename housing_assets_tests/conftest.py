@@ -142,4 +142,11 @@ def registry(tmp_path, monkeypatch):
     client = MlflowClient(uri, uri)
     client.set_registered_model_alias("housing_price_model", "champion", "3")
     client.set_model_version_tag("housing_price_model", "3", "previous_champion", "2")
-    return client, X
+    yield client, X
+    # MLflow keeps the URIs in module globals too: unset them, so that no later test in this
+    # process reads this test's store (the variables are restored by monkeypatch).
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    registry_utils._registry_uri = None
+    tracking_utils._tracking_uri = None

@@ -106,9 +106,6 @@ def test_champion_check_reads_the_resources_registry_and_fails_on_bad_prices(
 ):
     """The check loads @champion from the registry the `mlflow` resource names, whatever
     MLflow's process-wide URI says; a champion predicting negative prices fails it."""
-    import mlflow
-    from sklearn.dummy import DummyRegressor
-
     from housing_assets.resources.tracking import MlflowTracking
 
     client, X = registry
@@ -122,6 +119,13 @@ def test_champion_check_reads_the_resources_registry_and_fails_on_bad_prices(
         return checks.champion_serves_raw_rows(
             registered_model=model, train_test_split=contract_split, mlflow=resource
         )
+
+    _check_through_the_resource(check, client, X, elsewhere)
+
+
+def _check_through_the_resource(check, client, X, elsewhere: str) -> None:
+    import mlflow
+    from sklearn.dummy import DummyRegressor
 
     mlflow.set_tracking_uri(elsewhere)
     mlflow.set_registry_uri(elsewhere)

@@ -50,9 +50,9 @@ def test_graph_in_gcs_then_tuned_params_plus_reads_back(
     import mlflow
     import pandas as pd
 
-    mlflow.set_tracking_uri(
-        f"sqlite:///{Path(isolated_env['HOUSING_DATA_DIR']) / 'mlflow' / 'mlflow.db'}"
-    )
+    store = f"sqlite:///{Path(isolated_env['HOUSING_DATA_DIR']) / 'mlflow' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)  # not whatever an earlier test in this process left
     model = mlflow.pyfunc.load_model("models:/housing_price_model@champion")
     assert model.metadata.run_id
     uri = mlflow.get_run(model.metadata.run_id).info.artifact_uri
