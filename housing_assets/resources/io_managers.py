@@ -99,7 +99,11 @@ class DatasetIOManager(ConfigurableIOManager):
         location = self._location(list(context.asset_key.path))
         manifest, parts = serialize(obj)
         previous = self._manifest(location)
-        version = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        # Names sort in write order (microseconds, not seconds: two writes in one second must
+        # not sort by their random suffix); the suffix keeps concurrent writers apart.
+        seconds, nanoseconds = divmod(time.time_ns(), 10**9)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{nanoseconds // 1000:06d}"
+        version = f"{stamp}-{uuid.uuid4().hex[:8]}"
         for name, data in parts.items():
             self._write(location, f"{VERSIONS}/{version}/{name}", data)
         manifest["version"] = version
