@@ -27,7 +27,7 @@ from dagster import (
 )
 
 from housing_assets.io.landing import ACCEPTED, QUARANTINE, Batch, BatchChangedError, Landing
-from housing_assets.jobs import housing_pipeline_job, retrain_job
+from housing_assets.jobs import RETRAIN_ASSETS, housing_pipeline_job, retrain_job
 from housing_assets.ml.batches import row_keys
 from housing_assets.ml.parsing import parse_payload
 from housing_assets.ml.schema import DataValidationError, validate_raw
@@ -103,10 +103,6 @@ def _latest_metadata(instance, asset: str) -> dict | None:
     if event is None or event.asset_materialization is None:
         return None
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
-
-
-RETRAIN_ASSETS = {"raw_housing", "imputed_housing", "geo_features", "train_test_split"}
-RETRAIN_ASSETS |= {"registered_model"}
 
 
 def retrain_request(instance) -> tuple[str, dict]:

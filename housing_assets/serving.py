@@ -27,35 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from housing_assets import settings
-from housing_assets.io.registry import MODEL_NAME
+from housing_assets.io.registry import MODEL_NAME, AliasMissingError, aliased_version
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.redaction import redact_url
 
 log = logging.getLogger("housing-serve")
-
-# MLflow error codes meaning "there is no such model or alias" (anything else is the registry
-# failing, which must not be mistaken for a missing champion).
-_NOT_THERE = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
-
-
-class AliasMissingError(LookupError):
-    """The model or its alias does not exist (yet)."""
-
-
-def aliased_version(client: Any, model: str, alias: str) -> str:
-    """The version that ``alias`` points to; :class:`AliasMissingError` saying what to do if none.
-    Other registry failures (unreachable server, ...) propagate as they are."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(model, alias).version)
-    except MlflowException as exc:
-        if exc.error_code not in _NOT_THERE:
-            raise
-        raise AliasMissingError(
-            f"no version of {model!r} has the alias {alias!r} in {redact_url(client.tracking_uri)}: run the "
-            "pipeline first (`make run`), or set MLFLOW_TRACKING_URI to the registry that has it"
-        ) from exc
 
 
 @dataclass(frozen=True)

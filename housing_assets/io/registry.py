@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 import housing_assets
+from housing_assets.redaction import redact_url
 
 MODEL_NAME = "housing_price_model"
 CHAMPION = "champion"
@@ -108,6 +109,31 @@ def promotion_decision(
     return wmape_ok and rmse_ok, verdict
 
 
+# MLflow error codes meaning "there is no such model or alias" (anything else is the registry
+# failing, which must not be mistaken for a missing champion).
+_NOT_THERE = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+class AliasMissingError(LookupError):
+    """The model or its alias does not exist (yet)."""
+
+
+def aliased_version(client, model: str, alias: str) -> str:
+    """The version that ``alias`` points to; :class:`AliasMissingError` saying what to do if none.
+    Other registry failures (unreachable server, ...) propagate as they are."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model, alias).version)
+    except MlflowException as exc:
+        if exc.error_code not in _NOT_THERE:
+            raise
+        raise AliasMissingError(
+            f"no version of {model!r} has the alias {alias!r} in {redact_url(client.tracking_uri)}: run the "
+            "pipeline first (`make run`), or set MLFLOW_TRACKING_URI to the registry that has it"
+        ) from exc
+
+
 class RollbackError(RuntimeError):
     pass
 
@@ -199,11 +225,11 @@ class ModelRegistry:
         return version, run.info.run_id
 
     def champion_version(self) -> str | None:
-        from mlflow.exceptions import MlflowException
-
+        """The champion's version, None if there is none; other registry errors propagate (an
+        unreachable registry is not "no champion", which would promote unchecked)."""
         try:
-            return str(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
-        except MlflowException:
+            return aliased_version(self.client, self.name, CHAMPION)
+        except AliasMissingError:
             return None
 
     def load(self, version: str):

@@ -52,9 +52,9 @@ def assemble_raw(base: SourceFile, batches: Sequence[BatchFile]) -> RawHousing:
         validate_raw(frame, batch.url)
         parsed.append((batch.name, frame))
     combined, lineage = combine_batches(base_frame, parsed)
-    shas = {"base": base.sha256, **{b.name: b.sha256 for b in batches}}
+    source = DataSource.of(base.url, base.sha256)  # sha256 is computed on each access: once
+    shas = {"base": source.sha256, **{b.name: b.sha256 for b in batches}}
     lineage.insert(1, "sha256", lineage["batch"].map(shas))
-    source = DataSource.of(base.url, base.sha256)
     frame = assign_split(combined)
     frame.attrs["source"] = source.as_dict()
     return RawHousing(frame, report, lineage, source, len(base.payload))
