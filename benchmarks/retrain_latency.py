@@ -65,6 +65,30 @@ def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def sensor_ticks(instance_or_env) -> list:
+    """The new-batch sensor's ticks, newest first (an instance, or the env naming its home)."""
+    from dagster import DagsterInstance
+
+    if isinstance(instance_or_env, dict):
+        with DagsterInstance.from_config(instance_or_env["DAGSTER_HOME"]) as instance:
+            return sensor_ticks(instance)
+    states = [
+        s
+        for s in instance_or_env.all_instigator_state()
+        if s.origin.instigator_name == "new_batch_sensor"
+    ]
+    return [
+        tick
+        for state in states
+        for tick in instance_or_env.get_ticks(state.instigator_origin_id, state.selector_id)
+    ]
+
+
+def requesting_tick(instance, run_id: str):
+    """The new-batch sensor's tick that requested ``run_id``."""
+    return next(t for t in sensor_ticks(instance) if run_id in t.run_ids)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=["default", "smoke"], default="default")
@@ -121,19 +145,50 @@ def main() -> None:
         ):
             try:
                 assert served_version(url, body) == "1"
-                time.sleep(15)  # the daemon up and its sensor ticking
+                # As deployed, the daemon is already up: land the batch after the sensor's
+                # first tick (daemon start-up, its code server's imports) has passed.
+                wait_for(lambda: sensor_ticks(env), 300, "the sensor's first tick", poll_s=0.5)
+                # The documented protocol: write a hidden partial file, then `mv` it. (A rename
+                # in the writing process within one filesystem clock tick, ~4 ms here, looks
+                # like an unfinished write and waits the settle time.)
                 rows.to_csv(landing / ".batch-001.csv.partial", index=False)
-                os.rename(landing / ".batch-001.csv.partial", landing / "batch-001.csv")
+                subprocess.run(
+                    ["mv", landing / ".batch-001.csv.partial", landing / "batch-001.csv"],
+                    check=True,
+                )
                 landed = time.time()
                 wait_for(lambda: served_version(url, body) == "2", 1800, "version 2 served")
                 report["landing_to_served_s"] = round(time.time() - landed, 1)
                 with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-                    (run,) = instance.get_run_records(RunsFilter(job_name="retrain_job"))
+                    # served before the run's end event is written: wait for its record
+                    (run,) = wait_for(
+                        lambda: [
+                            r
+                            for r in instance.get_run_records(RunsFilter(job_name="retrain_job"))
+                            if r.end_time
+                        ],
+                        120,
+                        "the retrain run's end",
+                    )
+                    tick = requesting_tick(instance, run.dagster_run.run_id)
+                    report["sensor_ticks"] = [
+                        f"{t.timestamp - landed:+.1f} s {t.status.value} {t.skip_reason or ''}"
+                        for t in sorted(sensor_ticks(instance), key=lambda t: t.timestamp)
+                    ]
                     report["retrain_job"] = {
+                        "landing_to_tick_start_s": round(tick.timestamp - landed, 1),
+                        "tick_s": round(tick.end_timestamp - tick.timestamp, 1),
                         "landing_to_run_created_s": round(
                             run.create_timestamp.timestamp() - landed, 1
                         ),
+                        "run_created_to_started_s": round(
+                            run.start_time - run.create_timestamp.timestamp(), 1
+                        ),
                         "run_wall_s": round(run.end_time - run.start_time, 1),
+                        "steps_s": {
+                            s.step_key: round(s.end_time - s.start_time, 1)
+                            for s in instance.get_run_step_stats(run.dagster_run.run_id)
+                        },
                         "run_end_to_served_s": round(
                             landed + report["landing_to_served_s"] - run.end_time, 1
                         ),

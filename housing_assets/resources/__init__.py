@@ -38,7 +38,7 @@ def build_resources() -> dict:
         "housing_source": HousingSource(
             url=_recorded_as_env("HOUSING_SOURCE_URL", source),
             landing_url=landing,
-            landing_settle_s=float(os.environ.get("HOUSING_LANDING_SETTLE_S", "10")),
+            landing_settle_s=float(os.environ.get("HOUSING_LANDING_SETTLE_S", "3")),
             gcs=gcs,
         ),
         "mlflow": MlflowTracking(

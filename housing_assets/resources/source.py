@@ -17,7 +17,7 @@ class HousingSource(ConfigurableResource):
     timeout_s: float = 30.0
     # A file in a landing folder counts as finished after this long without a write (or at
     # once when it was renamed into place): see housing_assets/io/landing.py.
-    landing_settle_s: float = 10.0
+    landing_settle_s: float = 3.0
     # dagster-gcp's GCSResource for gs:// locations (the `gcs` resource; None without GCS).
     gcs: ConfigurableResource | None = None
 
