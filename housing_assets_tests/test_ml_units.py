@@ -6,11 +6,16 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from housing_assets.ml.cv import FoldCache
-from housing_assets.ml.features import ClusterSimilarity, NeighborPriceEncoder, RatioFeatures
-from housing_assets.ml.geo import select_n_clusters
+from housing_assets.ml.features import (
+    ClusterSimilarity,
+    NeighborIncomeEncoder,
+    NeighborPriceEncoder,
+    RatioFeatures,
+)
+from housing_assets.ml.geo import _folds_without_clusters, _with_clusters, select_n_clusters
 from housing_assets.ml.imputation import ScaledKNNImputer, masked_reconstruction
 from housing_assets.ml.models import FAMILIES, compare_families
-from housing_assets.ml.pipeline import FeatureSpec, build_model_pipeline
+from housing_assets.ml.pipeline import FeatureSpec, LogPriceRegressor, build_model_pipeline
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
 from housing_assets.ml.tuning import tune
 
@@ -79,6 +84,79 @@ def test_neighbor_price_encoder_never_sees_a_rows_own_price():
     assert encoded[3, 0] > np.log(100.0)  # row 4 is a neighbour of row 3
     # At transform time (new rows) the nearest training rows are used, row 4 included.
     assert enc.transform(np.array([[4.0, 0.0]]))[0, 0] > np.log(100.0)
+
+
+def test_neighbor_price_encoder_lags_at_each_neighbourhood_size():
+    coords = np.column_stack([np.arange(10.0), np.zeros(10)])
+    prices = np.exp(np.arange(10.0))  # log price = position on the line
+    enc = NeighborPriceEncoder(n_neighbors=(1, 3)).fit(coords, prices)
+    assert list(enc.get_feature_names_out()[[0, 3]]) == [
+        "neighbor1_log_price_mean",
+        "neighbor3_log_price_mean",
+    ]
+    encoded = enc.transform(np.array([[5.1, 0.0]]))
+    assert encoded[0, 0] == pytest.approx(5.0)  # the nearest: row 5
+    assert encoded[0, 3] == pytest.approx(5.0)  # rows 5, 6, 4
+
+
+def test_neighbor_income_encoder_never_sees_a_rows_own_price():
+    X = np.column_stack([np.arange(12.0), np.zeros(12), np.full(12, 2.0)])
+    prices = np.full(12, 100.0)
+    prices[4] = 1e6
+    enc = NeighborIncomeEncoder(income_neighbors=2, premium_neighbors=(2,))
+    encoded = enc.fit_transform(X, prices)
+    assert list(enc.get_feature_names_out()) == [
+        "neighbor_income",
+        "income_vs_neighbors",
+        "neighbor2_price_income_premium",
+    ]
+    assert encoded[4, 2] == pytest.approx(np.log(100.0 / 2.0))  # its own 1e6 left out
+    assert encoded[3, 2] > np.log(100.0 / 2.0)  # row 4 is a neighbour of row 3
+    assert encoded[0, 1] == pytest.approx(1.0)  # the same income as its neighbours
+
+
+def test_neighbor_income_encoder_fills_a_missing_income_and_names_its_columns():
+    X = np.column_stack([np.arange(6.0), np.zeros(6), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]])
+    enc = NeighborIncomeEncoder(income_neighbors=2, premium_neighbors=(2,)).fit(X, np.ones(6))
+    row = enc.transform(np.array([[0.0, 0.0, np.nan]]))
+    assert np.isfinite(row).all()
+    assert row[0, 1] == pytest.approx(3.5 / 1.5)  # the training median over its neighbours'
+    with pytest.raises(ValueError, match="latitude"):
+        NeighborIncomeEncoder().fit(X[:, :2], np.ones(6))
+
+
+def test_log_price_regressor_never_answers_above_the_highest_training_price():
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(10.0)[:, None]
+    y = np.exp(X[:, 0])
+    model = LogPriceRegressor(LinearRegression()).fit(X, y)
+    assert model.predict(np.array([[2.0]]))[0] == pytest.approx(np.exp(2.0))
+    assert model.predict(np.array([[50.0]]))[0] == pytest.approx(y.max())  # not e^50
+
+
+def test_k_probe_folds_are_the_pipelines_folds(synthetic_housing):
+    """Choosing K swaps only the cluster block of folds fitted once: the same model inputs
+    (in another column order) as refitting the whole preprocessing for each K."""
+    from sklearn.linear_model import LinearRegression
+
+    from housing_assets.ml.cv import cv_metrics
+
+    X, y = synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET]
+    base = FeatureSpec("median", n_clusters=3)
+    reused = [
+        _with_clusters(f, FeatureSpec("median", n_clusters=5))
+        for f in _folds_without_clusters(X, y, base, 2)
+    ]
+    refitted = FoldCache(X, y, FeatureSpec("median", n_clusters=5), 2, base.random_state).folds()
+    for a, b in zip(reused, refitted, strict=True):
+        assert a.X_train.shape == b.X_train.shape
+        np.testing.assert_allclose(np.sort(a.X_valid, axis=1), np.sort(b.X_valid, axis=1))
+    np.testing.assert_allclose(
+        cv_metrics(LinearRegression(), reused)["rmse"],
+        cv_metrics(LinearRegression(), refitted)["rmse"],
+        rtol=1e-6,
+    )
 
 
 def test_pipeline_handles_nan_and_unseen_category(synthetic_housing):
@@ -258,6 +336,27 @@ _EXPECTED_FAILURES = {
             "check_estimators_nan_inf",
         ]
     },  # fmt: skip
+    "NeighborIncomeEncoder": {
+        name: "NeighborIncomeEncoder reads (latitude, longitude, median_income) by position; "
+        "the check feeds other column counts"
+        for name in [
+            "check_estimators_overwrite_params",
+            "check_estimators_fit_returns_self",
+            "check_readonly_memmap_input",
+            "check_n_features_in_after_fitting",
+            "check_positive_only_tag_during_fit",
+            "check_estimators_dtypes",
+            "check_dtype_object",
+            "check_estimators_pickle",
+            "check_transformer_data_not_an_array",
+            "check_transformer_general",
+            "check_fit2d_1sample",
+            "check_fit2d_1feature",
+            "check_fit_idempotent",
+            "check_fit_check_is_fitted",
+            "check_n_features_in",
+        ]
+    },  # fmt: skip
     "ClusterSimilarity": {
         "check_sample_weight_equivalence_on_dense_data": "KMeans' k-means++ initialisation "
         "draws differently for a repeated row than for a row of weight 2",
@@ -273,6 +372,7 @@ def _custom_estimators():
         RatioFeatures(),
         ClusterSimilarity(n_clusters=3),
         NeighborPriceEncoder(n_neighbors=3),
+        NeighborIncomeEncoder(income_neighbors=3, premium_neighbors=(2,)),
         SampledKNeighborsRegressor(),
     ]
 

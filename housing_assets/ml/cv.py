@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.compose import TransformedTargetRegressor
 from sklearn.model_selection import KFold
 
 from housing_assets.ml.metrics import METRIC_NAMES, regression_metrics
-from housing_assets.ml.pipeline import FeatureSpec, build_preprocessor
+from housing_assets.ml.pipeline import FeatureSpec, LogPriceRegressor, build_preprocessor
 
 
 @dataclass
@@ -62,9 +60,9 @@ class FoldCache:
         return self._folds[scale]
 
 
-def log_target(regressor) -> TransformedTargetRegressor:
+def log_target(regressor) -> LogPriceRegressor:
     """Fit on log(price), predict in dollars: the same wrapper the served pipeline uses."""
-    return TransformedTargetRegressor(regressor=clone(regressor), func=np.log, inverse_func=np.exp)
+    return LogPriceRegressor(regressor)
 
 
 def iter_fold_metrics(regressor, folds: list[Fold]) -> Iterator[dict[str, float]]:

@@ -103,15 +103,32 @@ def cluster_feature_frame(frame: pd.DataFrame, similarity: ClusterSimilarity) ->
     )
 
 
+def _neighbour_indices(tree, X, k: int, leave_one_out: bool) -> np.ndarray:
+    """Indices of each row's ``k`` nearest training rows, nearest first. With ``leave_one_out``
+    (the rows are the training rows themselves) a row is never its own neighbour: among exact
+    duplicates one neighbour is dropped instead."""
+    if not leave_one_out:
+        return tree.query(X, k=k)[1]
+    idx = tree.query(X, k=k + 1)[1]
+    keep = idx != np.arange(len(idx))[:, None]
+    keep[keep.all(axis=1), -1] = False
+    return idx[keep].reshape(len(idx), k)
+
+
+def _as_ks(n_neighbors) -> tuple[int, ...]:
+    return tuple(sorted({int(k) for k in np.atleast_1d(n_neighbors)}))
+
+
 class NeighborPriceEncoder(TransformerMixin, BaseEstimator):
-    """Mean log price of the ``n_neighbors`` nearest training districts (a spatial lag feature).
+    """What the nearest training districts sell for (spatial lags), at several neighbourhood sizes:
+    for each k in ``n_neighbors`` the mean, median and spread of their log prices.
 
     Fitting rows never see their own price: ``fit_transform`` leaves each row out of its own
     neighbourhood, and ``transform`` (validation, test, serving) looks only at training rows.
     Expects (latitude, longitude) as input and the price as ``y``.
     """
 
-    def __init__(self, n_neighbors: int = 10):
+    def __init__(self, n_neighbors=(3, 10, 30, 100)):
         self.n_neighbors = n_neighbors
 
     def fit(self, X, y):
@@ -126,27 +143,104 @@ class NeighborPriceEncoder(TransformerMixin, BaseEstimator):
         if y is None:
             raise ValueError("NeighborPriceEncoder needs the target to fit")
         self.fit(X, y)
-        X = validate_data(self, X, dtype=float, reset=False)
-        _, idx = self.tree_.query(X, k=self.n_neighbors + 1)
-        own = np.arange(len(idx))[:, None]
-        # Drop the row itself (or, among exact duplicates, one neighbour) from its neighbourhood.
-        keep = idx != own
-        keep[keep.all(axis=1), -1] = False
-        idx = idx[keep].reshape(len(idx), self.n_neighbors)
-        return self._encode(idx)
+        return self._encode(validate_data(self, X, dtype=float, reset=False), leave_one_out=True)
 
     def transform(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=float, reset=False)
-        _, idx = self.tree_.query(X, k=self.n_neighbors)
-        return self._encode(idx)
+        return self._encode(validate_data(self, X, dtype=float, reset=False), leave_one_out=False)
 
-    def _encode(self, idx):
-        prices = self.log_price_[idx]
-        return np.column_stack([prices.mean(axis=1), np.median(prices, axis=1), prices.std(axis=1)])
+    def _encode(self, X, leave_one_out: bool):
+        ks = _as_ks(self.n_neighbors)
+        prices = self.log_price_[_neighbour_indices(self.tree_, X, max(ks), leave_one_out)]
+        columns = []
+        for k in ks:  # neighbours come nearest first: the k nearest are the first k
+            columns += [prices[:, :k].mean(axis=1), np.median(prices[:, :k], axis=1)]
+            columns.append(prices[:, :k].std(axis=1))
+        return np.column_stack(columns)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self)
         return np.array(
-            ["neighbor_log_price_mean", "neighbor_log_price_median", "neighbor_log_price_std"]
+            [
+                f"neighbor{k}_log_price_{stat}"
+                for k in _as_ks(self.n_neighbors)
+                for stat in ("mean", "median", "std")
+            ]
+        )
+
+
+INCOME_NEIGHBOR_COLUMNS = [*GEO_COLUMNS, "median_income"]
+
+
+class NeighborIncomeEncoder(TransformerMixin, BaseEstimator):
+    """How a district's income compares with its neighbourhood's, and what the neighbourhood pays
+    for its income (the location premium).
+
+    Input: (latitude, longitude, median_income) in that order; the price as ``y``. Output: the
+    mean income of the ``income_neighbors`` nearest training districts, the row's income divided
+    by it, and for each k in ``premium_neighbors`` the neighbours' mean log(price / income).
+    Rows never see their own price (as :class:`NeighborPriceEncoder`); a missing income counts
+    as the training median.
+    """
+
+    def __init__(self, income_neighbors: int = 15, premium_neighbors=(10, 30)):
+        self.income_neighbors = income_neighbors
+        self.premium_neighbors = premium_neighbors
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a missing income is filled with the training median
+        return tags
+
+    def _split(self, X):
+        if X.shape[1] != len(INCOME_NEIGHBOR_COLUMNS):
+            raise ValueError(
+                f"NeighborIncomeEncoder needs the columns {INCOME_NEIGHBOR_COLUMNS} in order; "
+                f"got {X.shape[1]} columns"
+            )
+        income = np.where(np.isnan(X[:, 2]), self.median_income_, X[:, 2])
+        return X[:, :2], income
+
+    def fit(self, X, y):
+        from sklearn.neighbors import KDTree
+
+        X, y = validate_data(self, X, y, dtype=float, y_numeric=True, ensure_all_finite="allow-nan")
+        self.median_income_ = float(np.nanmedian(X[:, 2])) if X.shape[1] == 3 else np.nan
+        coords, income = self._split(X)
+        if not np.isfinite(coords).all():
+            raise ValueError("NeighborIncomeEncoder needs every row's coordinates")
+        self.tree_ = KDTree(coords)
+        self.income_ = income
+        self.log_premium_ = np.log(y) - np.log(np.clip(income, 1e-3, None))
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params):
+        if y is None:
+            raise ValueError("NeighborIncomeEncoder needs the target to fit")
+        self.fit(X, y)
+        X = validate_data(self, X, dtype=float, reset=False, ensure_all_finite="allow-nan")
+        return self._encode(X, leave_one_out=True)
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=float, reset=False, ensure_all_finite="allow-nan")
+        return self._encode(X, leave_one_out=False)
+
+    def _encode(self, X, leave_one_out: bool):
+        coords, income = self._split(X)
+        ks = _as_ks(self.premium_neighbors)
+        k_max = max(*ks, self.income_neighbors)
+        idx = _neighbour_indices(self.tree_, coords, k_max, leave_one_out)
+        neighbour_income = self.income_[idx[:, : self.income_neighbors]].mean(axis=1)
+        premiums = [self.log_premium_[idx[:, :k]].mean(axis=1) for k in ks]
+        return np.column_stack([neighbour_income, income / neighbour_income, *premiums])
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self)
+        return np.array(
+            [
+                "neighbor_income",
+                "income_vs_neighbors",
+                *(f"neighbor{k}_price_income_premium" for k in _as_ks(self.premium_neighbors)),
+            ]
         )

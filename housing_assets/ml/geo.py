@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,15 +19,16 @@ from lightgbm import LGBMRegressor
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from housing_assets.ml.cv import FoldCache, cv_metrics
-from housing_assets.ml.features import GEO_COLUMNS
-from housing_assets.ml.pipeline import FeatureSpec
+from housing_assets.ml.cv import Fold, FoldCache, cv_metrics
+from housing_assets.ml.features import GEO_COLUMNS, ClusterSimilarity
+from housing_assets.ml.pipeline import FeatureSpec, build_preprocessor
 
 PROBE_MODEL_PARAMS = dict(
     n_estimators=300,
     learning_rate=0.1,
     num_leaves=63,
     colsample_bytree=0.5,
+    max_bin=63,  # a probe: fast histograms
     verbose=-1,
     random_state=42,
 )
@@ -34,6 +36,54 @@ PROBE_MODEL_PARAMS = dict(
 
 # Candidate numbers of geographic clusters (the geo_features default).
 K_GRID = (5, 10, 20, 30, 45, 60)
+
+
+@dataclass
+class _FoldWithoutClusters:
+    fold: Fold  # every model input but the cluster similarities
+    coords_train: np.ndarray
+    coords_valid: np.ndarray
+
+
+def _folds_without_clusters(
+    X: pd.DataFrame, y: pd.Series, spec: FeatureSpec, n_folds: int
+) -> list[_FoldWithoutClusters]:
+    """The cross-validation folds of the model's preprocessing, fitted once: only the cluster
+    block changes with K, so it is dropped here and added per K (:func:`_with_clusters`)."""
+    cache = FoldCache(X, y, spec, n_folds=n_folds, random_state=spec.random_state)
+    folds = []
+    for train_idx, valid_idx in cache.splits():
+        pre = build_preprocessor(spec)
+        X_tr, X_va = X.iloc[train_idx], X.iloc[valid_idx]
+        matrix_tr = np.asarray(pre.fit_transform(X_tr, y.iloc[train_idx]), dtype=float)
+        matrix_va = np.asarray(pre.transform(X_va), dtype=float)
+        keep = np.ones(matrix_tr.shape[1], dtype=bool)
+        keep[pre.output_indices_["geo"]] = False
+        folds.append(
+            _FoldWithoutClusters(
+                Fold(
+                    matrix_tr[:, keep],
+                    y.iloc[train_idx].to_numpy(dtype=float),
+                    matrix_va[:, keep],
+                    y.iloc[valid_idx].to_numpy(dtype=float),
+                ),
+                X_tr[GEO_COLUMNS].to_numpy(dtype=float),
+                X_va[GEO_COLUMNS].to_numpy(dtype=float),
+            )
+        )
+    return folds
+
+
+def _with_clusters(part: _FoldWithoutClusters, spec: FeatureSpec) -> Fold:
+    similarity = ClusterSimilarity(spec.n_clusters, spec.cluster_gamma, spec.random_state)
+    similarity.fit(part.coords_train)
+    fold = part.fold
+    return Fold(
+        np.hstack([fold.X_train, similarity.transform(part.coords_train)]),
+        fold.y_train,
+        np.hstack([fold.X_valid, similarity.transform(part.coords_valid)]),
+        fold.y_valid,
+    )
 
 
 def select_n_clusters(
@@ -51,12 +101,13 @@ def select_n_clusters(
     coords = X[GEO_COLUMNS].to_numpy(dtype=float)
     rng = np.random.default_rng(base_spec.random_state)
     sample = rng.choice(len(coords), size=min(silhouette_sample, len(coords)), replace=False)
+    folds = _folds_without_clusters(X, y, base_spec, n_folds)
     rows = []
     for k in sorted(set(k_grid)):
         start = time.perf_counter()
         spec = dataclasses.replace(base_spec, n_clusters=k)
-        cache = FoldCache(X, y, spec, n_folds=n_folds, random_state=base_spec.random_state)
-        scores = cv_metrics(LGBMRegressor(**PROBE_MODEL_PARAMS, n_jobs=n_jobs), cache.folds())
+        with_k = [_with_clusters(fold, spec) for fold in folds]
+        scores = cv_metrics(LGBMRegressor(**PROBE_MODEL_PARAMS, n_jobs=n_jobs), with_k)
         kmeans = KMeans(k, n_init=4, random_state=base_spec.random_state).fit(coords)
         rows.append(
             {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -29,6 +29,7 @@ class ModelFamily:
     grid: dict[str, list]  # the small grid of the comparison
     scale: bool  # needs the scaled (signed log + standardised) preprocessing
     threads_inside: bool  # parallel on its own (n_jobs); otherwise candidates run in parallel
+    defaults: dict[str, Any] = field(default_factory=dict)  # what ``make`` uses when not given
 
     def build(self, params: dict[str, Any], n_jobs: int):
         return self.make(**params, n_jobs=n_jobs) if self.threads_inside else self.make(**params)
@@ -55,22 +56,32 @@ class SampledKNeighborsRegressor(KNeighborsRegressor):
         return super().fit(X[rows], y[rows])
 
 
+# Huber loss on log(price): residuals beyond 0.15 (~16 %) count linearly, so a few districts far
+# off their neighbourhood's price level do not pull the trees (CV: MAPE -0.2 pp). max_bin 127,
+# half LightGBM's default histogram: 1.3x faster at equal CV error.
+LIGHTGBM_DEFAULTS = dict(
+    objective="huber",
+    alpha=0.15,
+    max_bin=127,
+    n_estimators=600,
+    learning_rate=0.05,
+    num_leaves=63,
+    subsample=0.8,
+    subsample_freq=1,
+    colsample_bytree=0.5,
+    min_child_samples=10,
+)
+FOREST_DEFAULTS = dict(n_estimators=100, max_samples=0.5, min_samples_leaf=2)
+
+
 def _lightgbm(n_jobs: int, **params) -> LGBMRegressor:
-    defaults = dict(
-        n_estimators=600,
-        learning_rate=0.05,
-        num_leaves=63,
-        subsample=0.8,
-        subsample_freq=1,
-        colsample_bytree=0.5,
-        min_child_samples=10,
+    return LGBMRegressor(
+        **{**LIGHTGBM_DEFAULTS, **params}, n_jobs=n_jobs, random_state=42, verbose=-1
     )
-    return LGBMRegressor(**{**defaults, **params}, n_jobs=n_jobs, random_state=42, verbose=-1)
 
 
 def _forest(n_jobs: int, **params) -> RandomForestRegressor:
-    defaults = dict(n_estimators=100, max_samples=0.5, min_samples_leaf=2)
-    return RandomForestRegressor(**{**defaults, **params}, n_jobs=n_jobs, random_state=42)
+    return RandomForestRegressor(**{**FOREST_DEFAULTS, **params}, n_jobs=n_jobs, random_state=42)
 
 
 FAMILIES: dict[str, ModelFamily] = {
@@ -104,17 +115,19 @@ FAMILIES: dict[str, ModelFamily] = {
             "forest",
             "Random forest (bootstrap half-samples)",
             _forest,
-            {"max_features": [0.3, 0.6]},
+            {"max_features": [0.2, 0.33]},  # 0.6 was never better and cost twice the time
             False,
             True,
+            FOREST_DEFAULTS,
         ),
         ModelFamily(
             "boosting",
             "LightGBM gradient boosting",
             _lightgbm,
-            {"num_leaves": [31, 63], "learning_rate": [0.05, 0.1]},
+            {"objective": ["huber", "regression"], "num_leaves": [63, 31]},
             False,
             True,
+            LIGHTGBM_DEFAULTS,
         ),
     ]
 }

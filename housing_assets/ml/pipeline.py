@@ -10,13 +10,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from housing_assets.ml.features import (
     GEO_COLUMNS,
+    INCOME_NEIGHBOR_COLUMNS,
     ClusterSimilarity,
+    NeighborIncomeEncoder,
     NeighborPriceEncoder,
     RatioFeatures,
 )
@@ -31,7 +35,7 @@ class FeatureSpec:
     imputation_strategy: str
     n_clusters: int
     cluster_gamma: float = 1.0
-    neighbor_k: int = 10
+    neighbor_ks: tuple[int, ...] = (3, 10, 30, 100)  # neighbourhood sizes of the price lags
     random_state: int = 42
 
 
@@ -59,7 +63,8 @@ def build_preprocessor(spec: FeatureSpec, scale: bool = False) -> ColumnTransfor
                 ClusterSimilarity(spec.n_clusters, spec.cluster_gamma, spec.random_state),
                 GEO_COLUMNS,
             ),
-            ("neighbors", NeighborPriceEncoder(spec.neighbor_k), GEO_COLUMNS),
+            ("neighbors", NeighborPriceEncoder(spec.neighbor_ks), GEO_COLUMNS),
+            ("income_neighbors", NeighborIncomeEncoder(), INCOME_NEIGHBOR_COLUMNS),
             (
                 "category",
                 OneHotEncoder(handle_unknown="ignore", sparse_output=False),
@@ -70,15 +75,33 @@ def build_preprocessor(spec: FeatureSpec, scale: bool = False) -> ColumnTransfor
     )
 
 
+class LogPriceRegressor(RegressorMixin, BaseEstimator):
+    """Fits ``regressor`` on log(price) and answers in dollars, never above the highest training
+    price: the source censors prices at a cap (500,001 in Géron's data), so a prediction above
+    every price ever seen is wrong by construction. Learned from training rows only."""
+
+    def __init__(self, regressor):
+        self.regressor = regressor
+
+    def fit(self, X, y):
+        y = np.asarray(y, dtype=float)
+        self.regressor_ = clone(self.regressor).fit(X, np.log(y))
+        self.max_price_ = float(y.max())
+        if hasattr(self.regressor_, "n_features_in_"):
+            self.n_features_in_ = self.regressor_.n_features_in_
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        return np.minimum(np.exp(self.regressor_.predict(X)), self.max_price_)
+
+
 def build_model_pipeline(spec: FeatureSpec, regressor, scale: bool = False) -> Pipeline:
     """Preprocessing + a regressor trained on log(price) and answering in dollars."""
     return Pipeline(
         [
             ("preprocess", build_preprocessor(spec, scale=scale)),
-            (
-                "model",
-                TransformedTargetRegressor(regressor=regressor, func=np.log, inverse_func=np.exp),
-            ),
+            ("model", LogPriceRegressor(regressor)),
         ]
     )
 

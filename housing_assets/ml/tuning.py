@@ -32,9 +32,11 @@ SearchSpace = Callable[[optuna.Trial], dict[str, Any]]
 
 SEARCH_SPACES: dict[str, SearchSpace] = {
     "boosting": lambda t: {
-        "n_estimators": t.suggest_int("n_estimators", 200, 1500, log=True),
+        "objective": t.suggest_categorical("objective", ["huber", "regression"]),
+        "alpha": t.suggest_float("alpha", 0.05, 0.5, log=True),  # huber's threshold (log price)
+        "n_estimators": t.suggest_int("n_estimators", 200, 900, log=True),
         "learning_rate": t.suggest_float("learning_rate", 0.02, 0.2, log=True),
-        "num_leaves": t.suggest_int("num_leaves", 15, 127, log=True),
+        "num_leaves": t.suggest_int("num_leaves", 15, 96, log=True),
         "min_child_samples": t.suggest_int("min_child_samples", 5, 60, log=True),
         "subsample": t.suggest_float("subsample", 0.5, 1.0),
         "colsample_bytree": t.suggest_float("colsample_bytree", 0.3, 1.0),
@@ -163,8 +165,8 @@ def tune(
 ) -> TuningResult:
     """Search ``family_name``'s space on the cached folds; ``on_trial`` sees every finished trial.
 
-    ``start_params`` (e.g. the comparison's grid winner) is enqueued as the first trial; any
-    parameter it does not name is sampled as usual. With ``n_workers`` > 1 the study lives in
+    ``start_params`` (e.g. the comparison's grid winner) is enqueued as the first trial, with
+    the family's defaults for the parameters it does not name. With ``n_workers`` > 1 the study lives in
     ``storage`` (an Optuna RDB URL) and ``n_workers - 1`` extra processes
     (``python -m housing_assets.ml.tuning``) run trials of the same study beside this one, the
     ``n_jobs`` threads shared out between them. Workers on other machines can join the same
@@ -178,13 +180,14 @@ def tune(
         metric,
         seed,
         n_jobs=max(1, n_jobs // n_workers),
-        n_startup_trials=min(10, n_trials),
+        n_startup_trials=min(6, n_trials),  # random draws before TPE models the space
     )
     # A fixed name, in memory too: Hyperband assigns trials to brackets by hashing the study
     # name, so a random name would make pruning, and so the whole search, differ run to run.
     study = job.load_study(storage, study_name or f"housing-{family_name}")
-    if start_params:
-        study.enqueue_trial(start_params, skip_if_exists=True)
+    if start_params:  # exactly the grid's winner: the search can only improve on it
+        start = {**FAMILIES[family_name].defaults, **start_params}
+        study.enqueue_trial(start, skip_if_exists=True)
     reported: set[int] = set()
 
     def report(trial: optuna.trial.FrozenTrial) -> None:

@@ -11,7 +11,9 @@ from housing_assets.ml.tuning import TrialRecord, tune
 
 @dataclass(frozen=True)
 class TuningSettings:
-    n_trials: int = 50
+    # 12: on the default data the best of 50 trials was 0.04 pp wMAPE better than the grid's
+    # winner (the first trial); Hyperband prunes the hopeless ones after one fold.
+    n_trials: int = 12
     cv_folds: int = 3
     metric: str = "wmape"
     seed: int = 42
