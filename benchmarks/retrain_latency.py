@@ -65,23 +65,23 @@ def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def sensor_ticks(instance_or_env) -> list:
-    """The new-batch sensor's ticks, newest first (an instance, or the env naming its home)."""
-    from dagster import DagsterInstance
-
-    if isinstance(instance_or_env, dict):
-        with DagsterInstance.from_config(instance_or_env["DAGSTER_HOME"]) as instance:
-            return sensor_ticks(instance)
+def sensor_ticks(instance) -> list:
+    """The new-batch sensor's ticks in ``instance``, newest first."""
     states = [
-        s
-        for s in instance_or_env.all_instigator_state()
-        if s.origin.instigator_name == "new_batch_sensor"
+        s for s in instance.all_instigator_state() if s.origin.instigator_name == "new_batch_sensor"
     ]
     return [
         tick
         for state in states
-        for tick in instance_or_env.get_ticks(state.instigator_origin_id, state.selector_id)
+        for tick in instance.get_ticks(state.instigator_origin_id, state.selector_id)
     ]
+
+
+def sensor_has_ticked(dagster_home: str) -> bool:
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(dagster_home) as instance:
+        return bool(sensor_ticks(instance))
 
 
 def requesting_tick(instance, run_id: str):
@@ -147,7 +147,12 @@ def main() -> None:
                 assert served_version(url, body) == "1"
                 # As deployed, the daemon is already up: land the batch after the sensor's
                 # first tick (daemon start-up, its code server's imports) has passed.
-                wait_for(lambda: sensor_ticks(env), 300, "the sensor's first tick", poll_s=0.5)
+                wait_for(
+                    lambda: sensor_has_ticked(env["DAGSTER_HOME"]),
+                    300,
+                    "the sensor's first tick",
+                    poll_s=0.5,
+                )
                 # The documented protocol: write a hidden partial file, then `mv` it. (A rename
                 # in the writing process within one filesystem clock tick, ~4 ms here, looks
                 # like an unfinished write and waits the settle time.)

@@ -44,15 +44,16 @@ def dagster_run(job: str, source: str) -> dict:
         start = time.perf_counter()
         execute_job_cli(job, env, check=True, timeout=None)
         wall = time.perf_counter() - start
-        probe = subprocess.run(
-            [sys.executable, "-c", _PROBE],
-            env=env,
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    return {"wall_s": wall, **json.loads(probe.stdout.strip().splitlines()[-1])}
+        return {"wall_s": wall, **probe_run(env)}
+
+
+def probe_run(env: dict[str, str], cwd: Path = REPO) -> dict:
+    """Per-step times, test metrics and tuning result of the newest run in the Dagster home of
+    ``env``, read from its event log in a fresh process (the code in ``cwd``)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=env, cwd=cwd, check=True, capture_output=True, text=True
+    )
+    return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
 _PROBE = """

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from calibration import calibrate
 from common import DEFAULT_SOURCE, REPO, fresh_project_env
-from run import _PROBE
+from run import probe_run
 
 
 def timed_run(repo: Path, job: str, source: str) -> dict:
@@ -39,15 +39,7 @@ def timed_run(repo: Path, job: str, source: str) -> dict:
             capture_output=True,
         )
         wall = time.perf_counter() - start
-        probe = subprocess.run(
-            [sys.executable, "-c", _PROBE],
-            cwd=repo,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    return {"wall_s": round(wall, 1), **json.loads(probe.stdout.strip().splitlines()[-1])}
+        return {"wall_s": round(wall, 1), **probe_run(env, cwd=repo)}
 
 
 def main() -> None:

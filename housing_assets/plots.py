@@ -14,12 +14,21 @@ import pandas as pd  # noqa: E402
 from dagster import MetadataValue  # noqa: E402
 
 
-def figure_to_markdown(fig, alt: str) -> MetadataValue:
+def to_png(fig) -> bytes:
+    """The figure rendered once as PNG (for the UI and for W&B alike); the figure is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+    return buffer.getvalue()
+
+
+def png_markdown(png: bytes, alt: str) -> MetadataValue:
+    """A PNG embedded in Markdown metadata (the Dagster UI shows it inline)."""
+    return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def figure_to_markdown(fig, alt: str) -> MetadataValue:
+    return png_markdown(to_png(fig), alt)
 
 
 def bar_chart(labels, values, title: str, xlabel: str, highlight: str | None = None):

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster import DagsterInstance, asset, materialize
 
@@ -94,7 +95,7 @@ def test_one_wandb_run_per_trial_in_one_group(tmp_path):
                 {"num_leaves": 31 + number},
                 {"state": state, "cv_wmape": 12.0 + number},
             )
-    assert runs.written == 3 and runs.errors == []
+    assert runs.errors == [] and runs.written == 3
     deadline = time.monotonic() + 30  # W&B's core process may still be flushing the last file
     while len(offline := offline_runs(tmp_path)) < 3 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -119,3 +120,73 @@ def offline_runs(root: Path) -> list[dict]:
                 found.append({"group": record.run.run_group, "config": config})
                 break
     return found
+
+
+@asset
+def logs_nothing(mlflow: MlflowTracking) -> int:
+    return 1
+
+
+def test_a_run_that_logs_nothing_opens_no_parent_run(tracking):
+    result = materialize(
+        [logs_nothing], resources={"mlflow": tracking}, instance=DagsterInstance.ephemeral()
+    )
+    assert result.success
+    assert _runs(tracking) == []
+
+
+def test_an_unusable_store_fails_the_step_that_logs_and_names_it(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    tracking = MlflowTracking(tracking_uri=f"sqlite:///{blocker / 'mlflow' / 'mlflow.db'}")
+    result = materialize(
+        [logs_a_metric],
+        resources={"mlflow": tracking},
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "logs_a_metric"
+    error = failure.event_specific_data.error.cause
+    assert error.cls_name == "RuntimeError"
+    assert f"folder {blocker / 'mlflow'} is not usable (Not a directory)" in error.message
+
+
+@asset
+def logs_evidence(wandb: WandbTracking) -> int:
+    from housing_assets import plots
+
+    png = plots.to_png(plots.bar_chart(["a", "b"], [1.0, 2.0], "t", "x", highlight="a"))
+    table = pd.DataFrame({"k": [3, 5], "rmse": [1.5, 1.25]})
+    wandb.log_evidence(
+        "evidence", "test", {"k": 5}, tables={"t": table}, images={"chart": png}, group="g"
+    )
+    table.loc[0, "k"] = 99  # the caller goes on with its frame: the run holds what was logged
+    return 1
+
+
+def test_evidence_is_written_in_the_background_and_complete_when_the_run_ends(tmp_path):
+    wandb = WandbTracking(mode="offline", dir=str(tmp_path))
+    result = materialize(
+        [logs_evidence], resources={"wandb": wandb}, instance=DagsterInstance.ephemeral()
+    )
+    assert result.success
+    (run_dir,) = tmp_path.glob("wandb/offline-run-*")  # written before materialize returned
+    assert [r["group"] for r in offline_runs(tmp_path)] == ["g"]
+    assert len(list(run_dir.glob("files/media/images/chart_*.png"))) == 1
+    (table_file,) = run_dir.glob("files/media/table/t_*.table.json")
+    assert json.loads(table_file.read_text())["data"] == [["3", "1.5"], ["5", "1.25"]]
+
+
+def test_a_failing_wandb_write_warns_and_the_step_succeeds(tmp_path):
+    wandb = WandbTracking(mode="no-such-mode", dir=str(tmp_path))
+    instance = DagsterInstance.ephemeral()
+    result = materialize([logs_evidence], resources={"wandb": wandb}, instance=instance)
+    assert result.success
+    warnings = [
+        e.user_message
+        for e in instance.all_logs(result.run_id)
+        if "A W&B run was not written" in e.user_message
+    ]
+    assert len(warnings) == 1 and "evidence" in warnings[0] and "no-such-mode" in warnings[0]

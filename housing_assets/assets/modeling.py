@@ -48,19 +48,21 @@ def model_comparison(
         for _, row in board.iterrows():
             mlf.log_metrics({f"{row['family']}_{m}": float(row[m]) for m in METRIC_NAMES})
         mlf.log_text(board.to_csv(index=False), "leaderboard.csv")
-    chart = plots.bar_chart(
-        board["family"],
-        board[metric],
-        f"Cross-validated {metric} by family",
-        f"{metric} % (lower is better)",
-        comparison.winner,
+    chart = plots.to_png(
+        plots.bar_chart(
+            board["family"],
+            board[metric],
+            f"Cross-validated {metric} by family",
+            f"{metric} % (lower is better)",
+            comparison.winner,
+        )
     )
     wandb.log_evidence(
         f"comparison-{context.run_id[:8]}",
         "model_comparison",
         config.model_dump(),
         tables={"leaderboard": board, "candidates": comparison.candidates},
-        figures={"leaderboard": chart},
+        images={"leaderboard": chart},
         summary={"winner": comparison.winner, f"winner_cv_{metric}": float(winner[metric])},
         group=evidence_group(context.run_id),
     )
@@ -73,7 +75,7 @@ def model_comparison(
             "winner_cv_rmse": rounded_metric("rmse", winner["rmse"]),
             "candidates_evaluated": len(comparison.candidates),
             "leaderboard": plots.markdown_table(shown.rename(columns={"fit_seconds": "fit_s"})),
-            "leaderboard_plot": plots.figure_to_markdown(chart, "family comparison"),
+            "leaderboard_plot": plots.png_markdown(chart, "family comparison"),
         }
     )
     return comparison

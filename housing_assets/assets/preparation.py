@@ -34,15 +34,21 @@ def imputed_housing(
     imputed = impute(raw_housing, settings, threads=compute.threads)
     rmse = imputed.comparison.set_index("strategy")["rmse"]
     best, median = float(rmse[imputed.strategy]), float(rmse.get("median", float("nan")))
-    chart = plots.bar_chart(
-        rmse.index, rmse, "Masked-reconstruction RMSE", "RMSE (lower is better)", imputed.strategy
+    chart = plots.to_png(
+        plots.bar_chart(
+            rmse.index,
+            rmse,
+            "Masked-reconstruction RMSE",
+            "RMSE (lower is better)",
+            imputed.strategy,
+        )
     )
     wandb.log_evidence(
         f"imputation-{context.run_id[:8]}",
         "imputation",
         config.model_dump(),
         tables={"imputation_comparison": imputed.comparison},
-        figures={"imputation_rmse": chart},
+        images={"imputation_rmse": chart},
         summary={"chosen_strategy": imputed.strategy, "chosen_rmse": best},
         group=evidence_group(context.run_id),
     )
@@ -62,7 +68,7 @@ def imputed_housing(
                 "model. Scored on training rows only, without the target."
             ),
             "comparison": plots.markdown_table(imputed.comparison),
-            "comparison_plot": plots.figure_to_markdown(chart, "imputation RMSE by strategy"),
+            "comparison_plot": plots.png_markdown(chart, "imputation RMSE by strategy"),
         }
     )
     return imputed
@@ -81,14 +87,14 @@ def geo_features(
     settings = config.to_settings()
     geo = add_geo_clusters(imputed_housing, settings, threads=compute.threads)
     k, sizes = geo.spec.n_clusters, geo.frame["geo_cluster"].value_counts()
-    k_plot = plots.k_evidence_chart(geo.k_evidence, settings.metric)
-    map_plot = plots.cluster_map(geo.frame)
+    k_plot = plots.to_png(plots.k_evidence_chart(geo.k_evidence, settings.metric))
+    map_plot = plots.to_png(plots.cluster_map(geo.frame))
     wandb.log_evidence(
         f"geo-k-{context.run_id[:8]}",
         "geo_clusters",
         config.model_dump(),
         tables={"k_evidence": geo.k_evidence},
-        figures={"k_evidence": k_plot, "cluster_map": map_plot},
+        images={"k_evidence": k_plot, "cluster_map": map_plot},
         summary={"chosen_k": k},
         group=evidence_group(context.run_id),
     )
@@ -102,8 +108,8 @@ def geo_features(
                 "silhouette (shown) would always pick the smallest K."
             ),
             "k_evidence": plots.markdown_table(geo.k_evidence, floatfmt=",.4f"),
-            "k_evidence_plot": plots.figure_to_markdown(k_plot, "evidence for K"),
-            "cluster_map": plots.figure_to_markdown(map_plot, "cluster map"),
+            "k_evidence_plot": plots.png_markdown(k_plot, "evidence for K"),
+            "cluster_map": plots.png_markdown(map_plot, "cluster map"),
             "smallest_cluster_rows": int(sizes.min()),
             "largest_cluster_rows": int(sizes.max()),
         }

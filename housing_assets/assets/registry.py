@@ -38,10 +38,14 @@ def registered_model(
             threads=compute.threads,
         )
     model, fitted = outcome.model, outcome.fitted
-    scatter = plots.predicted_vs_actual(train_test_split.test[TARGET], fitted.test_predictions)
+    scatter = plots.to_png(
+        plots.predicted_vs_actual(train_test_split.test[TARGET], fitted.test_predictions)
+    )
     top = fitted.importances.head(15)
-    importance_plot = plots.bar_chart(
-        top["feature"], top["importance_pct"], "Feature importance (top 15)", "share %"
+    importance_plot = plots.to_png(
+        plots.bar_chart(
+            top["feature"], top["importance_pct"], "Feature importance (top 15)", "share %"
+        )
     )
     test_metrics = {f"test_{k}": v for k, v in model.test_metrics.items()}
     wandb.log_evidence(
@@ -49,7 +53,7 @@ def registered_model(
         "registered_model",
         {"family": model.family, **model.params, "version": model.version},
         tables={"feature_importances": fitted.importances},
-        figures={"predicted_vs_actual": scatter, "feature_importances": importance_plot},
+        images={"predicted_vs_actual": scatter, "feature_importances": importance_plot},
         summary={**test_metrics, "promoted": outcome.promoted},
         group=evidence_group(context.run_id),
     )
@@ -70,11 +74,9 @@ def registered_model(
             "mlflow_run_id": model.run_id,
             **{f"test_{k}": rounded_metric(k, v) for k, v in model.test_metrics.items()},
             "test_metrics": plots.markdown_table(metrics_table),
-            "predicted_vs_actual": plots.figure_to_markdown(scatter, "predicted vs actual"),
+            "predicted_vs_actual": plots.png_markdown(scatter, "predicted vs actual"),
             "feature_importances": plots.markdown_table(fitted.importances.head(20)),
-            "feature_importance_plot": plots.figure_to_markdown(
-                importance_plot, "feature importances"
-            ),
+            "feature_importance_plot": plots.png_markdown(importance_plot, "feature importances"),
             "description": MetadataValue.md(outcome.description),
         }
     )

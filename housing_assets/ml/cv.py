@@ -18,6 +18,13 @@ from housing_assets.ml.metrics import METRIC_NAMES, regression_metrics
 from housing_assets.ml.pipeline import FeatureSpec, LogPriceRegressor, build_preprocessor
 
 
+def kfold_splits(
+    X: pd.DataFrame, n_folds: int, random_state: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (train, validation) row positions of every cross-validation in this project."""
+    return list(KFold(n_folds, shuffle=True, random_state=random_state).split(X))
+
+
 @dataclass
 class Fold:
     X_train: np.ndarray
@@ -38,8 +45,7 @@ class FoldCache:
     _folds: dict[bool, list[Fold]] = field(default_factory=dict, repr=False)
 
     def splits(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        kfold = KFold(self.n_folds, shuffle=True, random_state=self.random_state)
-        return list(kfold.split(self.X))
+        return kfold_splits(self.X, self.n_folds, self.random_state)
 
     def folds(self, scale: bool = False) -> list[Fold]:
         if scale not in self._folds:

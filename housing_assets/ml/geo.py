@@ -19,7 +19,7 @@ from lightgbm import LGBMRegressor
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from housing_assets.ml.cv import Fold, FoldCache, cv_metrics
+from housing_assets.ml.cv import Fold, cv_metrics, kfold_splits
 from housing_assets.ml.features import GEO_COLUMNS, ClusterSimilarity
 from housing_assets.ml.pipeline import FeatureSpec, build_preprocessor
 
@@ -50,9 +50,8 @@ def _folds_without_clusters(
 ) -> list[_FoldWithoutClusters]:
     """The cross-validation folds of the model's preprocessing, fitted once: only the cluster
     block changes with K, so it is dropped here and added per K (:func:`_with_clusters`)."""
-    cache = FoldCache(X, y, spec, n_folds=n_folds, random_state=spec.random_state)
     folds = []
-    for train_idx, valid_idx in cache.splits():
+    for train_idx, valid_idx in kfold_splits(X, n_folds, spec.random_state):
         pre = build_preprocessor(spec)
         X_tr, X_va = X.iloc[train_idx], X.iloc[valid_idx]
         matrix_tr = np.asarray(pre.fit_transform(X_tr, y.iloc[train_idx]), dtype=float)

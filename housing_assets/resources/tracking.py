@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, wait
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource, DagsterEventType, InitResourceContext
 from pydantic import PrivateAttr
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Settings that keep a W&B run cheap: no system metrics, console capture or machine scan.
 _WANDB_SETTINGS = dict(
@@ -36,29 +41,58 @@ def parent_run_name(job_name: str, asset_selection) -> str:
 class MlflowTracking(ConfigurableResource):
     """MLflow tracking and registry store, through dagster-mlflow.
 
-    For each Dagster run that uses it, dagster-mlflow's ``MlFlow`` opens one parent MLflow run
+    For each Dagster run that logs to it, dagster-mlflow's ``MlFlow`` opens one parent MLflow run
     (tagged ``dagster_run_id``, named after the job or the selected assets); every asset's run
     (:meth:`start_run`) is nested under it, and the parent ends FINISHED, or FAILED if any step
     of the Dagster run failed, when the run's resources are torn down. The resource is built per
-    run, so two runs in one process get two parent runs. MLflow (and dagster_mlflow, which
-    imports it) is imported only when a run starts, not when the code location loads.
+    run, so two runs in one process get two parent runs.
+
+    Cheap to start: the store (for a new one, its schema: ~1 s) is set up in a background
+    thread while the first steps compute; the parent run opens on first use, in the step's
+    thread (MLflow's active run is thread-local). A run that never logs to MLflow opens no parent
+    run. MLflow itself is imported here, in the caller's thread (see :data:`_FIRST_WANDB_RUN`
+    for why imports stay out of background threads).
     """
 
     tracking_uri: str
     experiment_name: str = "housing_assets"
     artifact_location: str | None = None
     registered_model_name: str = "housing_price_model"
+    _store_ready: Future | None = PrivateAttr(default=None)
+    _init_context: Any = PrivateAttr(default=None)
+    _parent: Any = PrivateAttr(default=None)  # dagster-mlflow's MlFlow, once opened
     _parent_run_id: str | None = PrivateAttr(default=None)
 
     @contextlib.contextmanager
     def yield_for_execution(self, context: InitResourceContext) -> Iterator[MlflowTracking]:
+        import dagster_mlflow.resources  # noqa: F401 (imports mlflow; here, not in the thread)
+
+        self._store_ready = in_background(self._configure, name="mlflow-store")
+        self._init_context = context
+        failed = False
+        try:
+            yield self
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            try:
+                if self._parent is not None:
+                    self._end_parent_run(context, failed)
+                else:  # nothing logged: leave no thread behind (its error, if any, is moot)
+                    wait([self._store_ready])
+            finally:
+                self._store_ready = self._init_context = None
+                self._parent = self._parent_run_id = None
+
+    def _open_parent_run(self) -> None:
         import mlflow
         from dagster_mlflow.resources import MlFlow
 
-        self._configure()  # the experiment exists, with its artifact location, before MlFlow
+        context = self._init_context
         run = context.dagster_run
         name = parent_run_name(run.job_name, run.asset_selection) if run else "dagster run"
-        tracking = MlFlow(
+        self._parent = MlFlow(
             SimpleNamespace(  # the parts of an init context that MlFlow reads
                 log=context.log,
                 run_id=context.run_id,
@@ -70,35 +104,49 @@ class MlflowTracking(ConfigurableResource):
                 },
             )
         )
-        self._parent_run_id = tracking.mlflow_run_id or mlflow.active_run().info.run_id
-        failed = False
-        try:
-            yield self
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            if context.instance is not None and context.run_id:
-                failures = context.instance.all_logs(
-                    context.run_id, of_type=DagsterEventType.STEP_FAILURE
-                )
-                failed = failed or bool(failures)
-            while (active := mlflow.active_run()) and active.info.run_id != self._parent_run_id:
-                mlflow.end_run("FAILED")  # a nested run left open by an interrupted step
-            tracking.end_run(status="FAILED" if failed else "FINISHED")
-            self._parent_run_id = None
+        self._parent_run_id = self._parent.mlflow_run_id or mlflow.active_run().info.run_id
+
+    def _end_parent_run(self, context: InitResourceContext, failed: bool) -> None:
+        import mlflow
+
+        if context.instance is not None and context.run_id:
+            failures = context.instance.all_logs(
+                context.run_id, of_type=DagsterEventType.STEP_FAILURE
+            )
+            failed = failed or bool(failures)
+        while (active := mlflow.active_run()) and active.info.run_id != self._parent_run_id:
+            mlflow.end_run("FAILED")  # a nested run left open by an interrupted step
+        self._parent.end_run(status="FAILED" if failed else "FINISHED")
+
+    def _ready(self, open_parent: bool) -> None:
+        """Inside a Dagster run: wait for the background setup (raising its error) and, if
+        ``open_parent``, open the run's parent run. Outside one: nothing to wait for."""
+        if self._store_ready is None:
+            return
+        self._store_ready.result()
+        if open_parent and self._parent is None:
+            self._open_parent_run()
 
     def client(self):
         """A client on this resource's store; touches no process-wide MLflow setting."""
         from mlflow import MlflowClient
 
+        self._ready(open_parent=False)
         self._ensure_store()
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def _ensure_store(self) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         if self.tracking_uri.startswith("sqlite:///"):
-            os.makedirs(os.path.dirname(self.tracking_uri[len("sqlite:///") :]), exist_ok=True)
+            folder = os.path.dirname(self.tracking_uri[len("sqlite:///") :])
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                raise RuntimeError(
+                    f"The MLflow store {self.tracking_uri} cannot be created: its folder "
+                    f"{folder} is not usable ({exc.strerror}). Set MLFLOW_TRACKING_URI or "
+                    "HOUSING_DATA_DIR to a writable place."
+                ) from exc
 
     def _configure(self) -> str:
         """For the run's duration (dagster-mlflow's fluent runs and ``log_model`` read MLflow's
@@ -121,6 +169,7 @@ class MlflowTracking(ConfigurableResource):
         asset's run for its trials); a top-level run outside a Dagster run."""
         import mlflow
 
+        self._ready(open_parent=True)
         experiment_id = self._configure()
         with mlflow.start_run(
             run_name=run_name,
@@ -132,12 +181,30 @@ class MlflowTracking(ConfigurableResource):
 
 
 class WandbTracking(ConfigurableResource):
-    """Weights & Biases runs; offline (local files, ``wandb sync`` later) unless a key is set."""
+    """Weights & Biases runs; offline (local files, ``wandb sync`` later) unless a key is set.
+
+    Within a Dagster run, every W&B run the steps ask for (evidence, one per trial) is written
+    by one background thread, in order, so a step does not wait for W&B; the run's teardown
+    waits for the last one and logs a warning for any that failed (tracking never fails a step).
+    Outside a Dagster run they are written before the call returns.
+    """
 
     project: str = "housing_assets"
     mode: str = "offline"
     dir: str = "."
     entity: str | None = None
+    _writer: SerialWriter | None = PrivateAttr(default=None)
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator[WandbTracking]:
+        self._writer = SerialWriter("wandb-writer")
+        try:
+            yield self
+        finally:
+            writer, self._writer = self._writer, None
+            writer.close()
+            for error in writer.errors:
+                context.log.warning(f"A W&B run was not written: {error}")
 
     def _init(self, **kwargs):
         import wandb
@@ -156,6 +223,7 @@ class WandbTracking(ConfigurableResource):
     def init(
         self, name: str, job_type: str, config: dict[str, Any], group: str | None = None
     ) -> Iterator[Any]:
+        """One W&B run, written in the caller's thread."""
         run = self._init(
             name=name, job_type=job_type, config=config, group=group, reinit="create_new"
         )
@@ -170,21 +238,37 @@ class WandbTracking(ConfigurableResource):
         job_type: str,
         config: Mapping[str, Any],
         *,
-        tables: Mapping[str, Any] = {},  # noqa: B006 (read only)
-        figures: Mapping[str, Any] = {},  # noqa: B006 (read only)
+        tables: Mapping[str, pd.DataFrame] = {},  # noqa: B006 (read only)
+        images: Mapping[str, bytes] = {},  # noqa: B006 (read only)
         summary: Mapping[str, Any] = {},  # noqa: B006 (read only)
         group: str | None = None,
     ) -> None:
-        """One W&B run holding a step's evidence: DataFrames as tables, matplotlib figures as
-        images, numbers as its summary."""
-        import wandb
+        """One W&B run holding a step's evidence: DataFrames as tables, PNG images (see
+        ``plots.to_png``), numbers as its summary."""
+        as_text = {k: v.astype(str) for k, v in tables.items()}  # a copy: the caller may go on
+        config, summary = dict(config), dict(summary)
 
-        with self.init(name, job_type, dict(config), group=group) as run:
-            logged = {k: wandb.Table(dataframe=v.astype(str)) for k, v in tables.items()}
-            logged |= {k: wandb.Image(fig) for k, fig in figures.items()}
-            if logged:
-                run.log(logged)
-            run.summary.update(dict(summary))
+        def write() -> None:
+            import PIL.Image
+            import wandb
+
+            with self.init(name, job_type, config, group=group) as run:
+                logged = {k: wandb.Table(dataframe=v) for k, v in as_text.items()}
+                logged |= {
+                    k: wandb.Image(PIL.Image.open(io.BytesIO(png))) for k, png in images.items()
+                }
+                if logged:
+                    run.log(logged)
+                run.summary.update(summary)
+
+        self._write(write, name)
+
+    def _write(self, write: Callable[[], Any], name: str) -> Future:
+        if self._writer is None:  # outside a Dagster run: now, and errors raise
+            future: Future = Future()
+            future.set_result(write())
+            return future
+        return _submit_wandb_run(self._writer, write, name)
 
     @contextlib.contextmanager
     def trial_runs(self, group: str, config: Mapping[str, Any]) -> Iterator[TrialRuns]:
@@ -192,38 +276,121 @@ class WandbTracking(ConfigurableResource):
         parallel coordinates, parameter importance work on the group's runs). The runs are
         written by a background thread, so the search does not wait for W&B; on exit, every
         trial has been written (or its error recorded in ``errors``)."""
-        runs = TrialRuns(lambda **kw: self._init(group=group, job_type="trial", **kw), config)
-        runs.start()
+        own = self._writer is None
+        writer = SerialWriter("wandb-trials") if own else self._writer
+        init = lambda **kw: self._init(group=group, job_type="trial", **kw)  # noqa: E731
+        runs = TrialRuns(writer, init, config)
         try:
             yield runs
         finally:
-            runs.close()
+            runs.wait()
+            if own:
+                writer.close()
 
 
-class TrialRuns(threading.Thread):
-    """Writes one W&B run per trial from a queue (see :meth:`WandbTracking.trial_runs`)."""
+# On its first run in a process, W&B imports more of itself and builds its pydantic models
+# (~120 `ast.parse` calls); done in a background thread while another thread parses Python
+# source or imports, that failed here on Python 3.11.7 ("SystemError: AST constructor recursion
+# depth mismatch", or a partially initialized module). So the first W&B run of a process is
+# written in the caller's thread, and only later ones (none of that work left) in the background.
+_FIRST_WANDB_RUN = threading.Lock()
+_wandb_warm = threading.Event()
 
-    def __init__(self, init: Callable[..., Any], config: Mapping[str, Any]):
-        super().__init__(name="wandb-trials", daemon=True)
-        self._init, self._config = init, dict(config)
-        self._pending: queue.Queue = queue.Queue()
+
+def _submit_wandb_run(writer: SerialWriter, write: Callable[[], Any], name: str) -> Future:
+    if not _wandb_warm.is_set():
+        with _FIRST_WANDB_RUN:
+            if not _wandb_warm.is_set():
+                writer.wait_idle()
+                future = writer.run_here(write, name)
+                if future.exception() is None:
+                    _wandb_warm.set()
+                return future
+    return writer.submit(write, name)
+
+
+class SerialWriter:
+    """One background thread that runs submitted jobs in order (W&B is written from one
+    thread); a job's error is kept in its future and in ``errors``."""
+
+    def __init__(self, name: str):
+        self._jobs: queue.Queue = queue.Queue()
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], Any], name: str) -> Future:
+        future: Future = Future()
+        self._jobs.put((job, name, future))
+        return future
+
+    def run_here(self, job: Callable[[], Any], name: str) -> Future:
+        """Run ``job`` in the caller's thread, its outcome kept as for a submitted one."""
+        future: Future = Future()
+        self._run(job, name, future)
+        return future
+
+    def wait_idle(self) -> None:
+        """Wait until every job submitted so far has run."""
+        self.submit(lambda: None, "idle").result()
+
+    def _run(self, job: Callable[[], Any], name: str, future: Future) -> None:
+        try:
+            future.set_result(job())
+        except Exception as exc:
+            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            future.set_exception(exc)
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            self._run(*item)
+
+    def close(self) -> None:
+        """Wait for every submitted job, then stop the thread."""
+        self._jobs.put(None)
+        self._thread.join()
+
+
+class TrialRuns:
+    """Writes one W&B run per trial through a :class:`SerialWriter` (see
+    :meth:`WandbTracking.trial_runs`)."""
+
+    def __init__(self, writer: SerialWriter, init: Callable[..., Any], config: Mapping[str, Any]):
+        self._writer, self._init, self._config = writer, init, dict(config)
+        self._futures: list[tuple[str, Future]] = []
         self.errors: list[str] = []  # tracking never stops the search: failures are recorded
         self.written = 0
 
     def log(self, name: str, params: dict[str, Any], summary: dict[str, Any]) -> None:
-        self._pending.put((name, params, summary))
+        config, summary = {**self._config, **params}, dict(summary)
 
-    def run(self) -> None:
-        while (item := self._pending.get()) is not None:
-            name, params, summary = item
-            try:
-                run = self._init(name=name, config={**self._config, **params}, reinit="create_new")
-                run.summary.update(summary)
-                run.finish()
+        def write() -> None:
+            run = self._init(name=name, config=config, reinit="create_new")
+            run.summary.update(summary)
+            run.finish()
+
+        self._futures.append((name, _submit_wandb_run(self._writer, write, name)))
+
+    def wait(self) -> None:
+        """Wait until every logged trial is written; count them and record the failures."""
+        wait([future for _, future in self._futures])
+        for name, future in self._futures:
+            if (exc := future.exception()) is None:
                 self.written += 1
-            except Exception as exc:
+            else:
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        self._futures = []
 
-    def close(self) -> None:
-        self._pending.put(None)
-        self.join()
+
+def in_background(job: Callable[[], Any], name: str) -> Future:
+    """Run ``job`` in a daemon thread; its result (or error) in the returned future."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(job())
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
