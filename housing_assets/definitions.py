@@ -1,5 +1,8 @@
 """The code location: ``defs`` is what `dagster dev` and `dagster asset materialize` load."""
 
+import atexit
+import gc
+
 from dagster import Definitions
 
 from housing_assets.assets import PIPELINE_ASSETS
@@ -27,3 +30,10 @@ defs = Definitions(
     # so a killed run is failed by run monitoring (housing_assets/run_liveness.py).
     executor=worker_tagging_in_process_executor,
 )
+
+# A process that loaded this code location (a CLI run, a run worker) ends with the interpreter's
+# last garbage collection walking every object of Dagster, MLflow, W&B, pandas and scikit-learn:
+# 1.5 s here, after the run is over. Freezing them first (the last exit handler to run, after
+# W&B's and MLflow's own) skips that walk; the memory is the operating system's to reclaim.
+# Nothing is lost: runs, events and files are written and closed before exit, not by finalizers.
+atexit.register(gc.freeze)
