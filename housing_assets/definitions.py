@@ -25,7 +25,7 @@ defs = Definitions(
     sensors=[new_batch_sensor, retune_sensor],
     schedules=[weekly_retune],
     resources=build_resources(),
-    # The graph is a chain: a process per step would only add ~10 s of imports per step.
+    # The graph is a chain: a process per step would only add ~3-4 s of imports per step.
     # Parallelism lives inside the steps (n_jobs). The executor also records the run's worker
     # so a killed run is failed by run monitoring (housing_assets/run_liveness.py).
     executor=worker_tagging_in_process_executor,

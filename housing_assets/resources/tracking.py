@@ -310,8 +310,8 @@ def _submit_wandb_run(writer: SerialWriter, write: Callable[[], Any], name: str)
 
 
 class SerialWriter:
-    """One background thread that runs submitted jobs in order (W&B is written from one
-    thread); a job's error is kept in its future and in ``errors``."""
+    """One background thread that runs submitted jobs one at a time, in order; a job's error
+    is kept in its future and in ``errors``."""
 
     def __init__(self, name: str):
         self._jobs: queue.Queue = queue.Queue()
