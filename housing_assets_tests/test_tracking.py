@@ -41,6 +41,8 @@ def tracking(tmp_path) -> MlflowTracking:
 def _runs(tracking: MlflowTracking) -> list:
     client = tracking.client()
     experiment = client.get_experiment_by_name(tracking.experiment_name)
+    if experiment is None:  # nothing was ever logged
+        return []
     return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
 
 

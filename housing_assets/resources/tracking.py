@@ -47,27 +47,23 @@ class MlflowTracking(ConfigurableResource):
     of the Dagster run failed, when the run's resources are torn down. The resource is built per
     run, so two runs in one process get two parent runs.
 
-    Cheap to start: the store (for a new one, its schema: ~1 s) is set up in a background
-    thread while the first steps compute; the parent run opens on first use, in the step's
-    thread (MLflow's active run is thread-local). A run that never logs to MLflow opens no parent
-    run. MLflow itself is imported here, in the caller's thread (see :data:`_FIRST_WANDB_RUN`
-    for why imports stay out of background threads).
+    The parent run opens when an asset first logs, in the step's thread (MLflow's active run is
+    thread-local): a run that never logs to MLflow opens no parent run. (Setting the store up in
+    a background thread while the first steps computed saved ~1 s, and broke a run: the thread's
+    first import of ``sqlalchemy.orm`` raced Dagster's own SQLAlchemy calls in the step thread,
+    "partially initialized module 'sqlalchemy.orm.exc'". Imports stay in one thread.)
     """
 
     tracking_uri: str
     experiment_name: str = "housing_assets"
     artifact_location: str | None = None
     registered_model_name: str = "housing_price_model"
-    _store_ready: Future | None = PrivateAttr(default=None)
     _init_context: Any = PrivateAttr(default=None)
     _parent: Any = PrivateAttr(default=None)  # dagster-mlflow's MlFlow, once opened
     _parent_run_id: str | None = PrivateAttr(default=None)
 
     @contextlib.contextmanager
     def yield_for_execution(self, context: InitResourceContext) -> Iterator[MlflowTracking]:
-        import dagster_mlflow.resources  # noqa: F401 (imports mlflow; here, not in the thread)
-
-        self._store_ready = in_background(self._configure, name="mlflow-store")
         self._init_context = context
         failed = False
         try:
@@ -79,16 +75,14 @@ class MlflowTracking(ConfigurableResource):
             try:
                 if self._parent is not None:
                     self._end_parent_run(context, failed)
-                else:  # nothing logged: leave no thread behind (its error, if any, is moot)
-                    wait([self._store_ready])
             finally:
-                self._store_ready = self._init_context = None
-                self._parent = self._parent_run_id = None
+                self._init_context = self._parent = self._parent_run_id = None
 
     def _open_parent_run(self) -> None:
         import mlflow
         from dagster_mlflow.resources import MlFlow
 
+        self._configure()  # the experiment exists, with its artifact location, before MlFlow
         context = self._init_context
         run = context.dagster_run
         name = parent_run_name(run.job_name, run.asset_selection) if run else "dagster run"
@@ -118,20 +112,14 @@ class MlflowTracking(ConfigurableResource):
             mlflow.end_run("FAILED")  # a nested run left open by an interrupted step
         self._parent.end_run(status="FAILED" if failed else "FINISHED")
 
-    def _ready(self, open_parent: bool) -> None:
-        """Inside a Dagster run: wait for the background setup (raising its error) and, if
-        ``open_parent``, open the run's parent run. Outside one: nothing to wait for."""
-        if self._store_ready is None:
-            return
-        self._store_ready.result()
-        if open_parent and self._parent is None:
+    def _open_parent_if_in_run(self) -> None:
+        if self._init_context is not None and self._parent is None:
             self._open_parent_run()
 
     def client(self):
         """A client on this resource's store; touches no process-wide MLflow setting."""
         from mlflow import MlflowClient
 
-        self._ready(open_parent=False)
         self._ensure_store()
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
@@ -169,7 +157,7 @@ class MlflowTracking(ConfigurableResource):
         asset's run for its trials); a top-level run outside a Dagster run."""
         import mlflow
 
-        self._ready(open_parent=True)
+        self._open_parent_if_in_run()
         experiment_id = self._configure()
         with mlflow.start_run(
             run_name=run_name,
@@ -245,13 +233,13 @@ class WandbTracking(ConfigurableResource):
     ) -> None:
         """One W&B run holding a step's evidence: DataFrames as tables, PNG images (see
         ``plots.to_png``), numbers as its summary."""
+        import PIL.Image  # imported in the caller's thread (see _FIRST_WANDB_RUN)
+        import wandb
+
         as_text = {k: v.astype(str) for k, v in tables.items()}  # a copy: the caller may go on
         config, summary = dict(config), dict(summary)
 
         def write() -> None:
-            import PIL.Image
-            import wandb
-
             with self.init(name, job_type, config, group=group) as run:
                 logged = {k: wandb.Table(dataframe=v) for k, v in as_text.items()}
                 logged |= {
@@ -380,17 +368,3 @@ class TrialRuns:
             else:
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
         self._futures = []
-
-
-def in_background(job: Callable[[], Any], name: str) -> Future:
-    """Run ``job`` in a daemon thread; its result (or error) in the returned future."""
-    future: Future = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(job())
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
