@@ -8,7 +8,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -251,12 +251,11 @@ class WandbTracking(ConfigurableResource):
 
         self._write(write, name)
 
-    def _write(self, write: Callable[[], Any], name: str) -> Future:
+    def _write(self, write: Callable[[], Any], name: str) -> None:
         if self._writer is None:  # outside a Dagster run: now, and errors raise
-            future: Future = Future()
-            future.set_result(write())
-            return future
-        return _submit_wandb_run(self._writer, write, name)
+            write()
+        else:
+            _submit_wandb_run(self._writer, write, name)
 
     @contextlib.contextmanager
     def trial_runs(self, group: str, config: Mapping[str, Any]) -> Iterator[TrialRuns]:
@@ -288,13 +287,16 @@ _wandb_warm = threading.Event()
 def _submit_wandb_run(writer: SerialWriter, write: Callable[[], Any], name: str) -> Future:
     if not _wandb_warm.is_set():
         with _FIRST_WANDB_RUN:
-            if not _wandb_warm.is_set():
-                writer.wait_idle()
+            if not _wandb_warm.is_set():  # nothing is queued yet: only warm runs are
                 future = writer.run_here(write, name)
                 if future.exception() is None:
                     _wandb_warm.set()
                 return future
     return writer.submit(write, name)
+
+
+def _failure(name: str, exc: BaseException) -> str:
+    return f"{name}: {type(exc).__name__}: {exc}"
 
 
 class SerialWriter:
@@ -318,15 +320,11 @@ class SerialWriter:
         self._run(job, name, future)
         return future
 
-    def wait_idle(self) -> None:
-        """Wait until every job submitted so far has run."""
-        self.submit(lambda: None, "idle").result()
-
     def _run(self, job: Callable[[], Any], name: str, future: Future) -> None:
         try:
             future.set_result(job())
         except Exception as exc:
-            self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            self.errors.append(_failure(name, exc))
             future.set_exception(exc)
 
     def _work(self) -> None:
@@ -361,10 +359,9 @@ class TrialRuns:
 
     def wait(self) -> None:
         """Wait until every logged trial is written; count them and record the failures."""
-        wait([future for _, future in self._futures])
         for name, future in self._futures:
-            if (exc := future.exception()) is None:
+            if (exc := future.exception()) is None:  # waits for the trial's run
                 self.written += 1
             else:
-                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                self.errors.append(_failure(name, exc))
         self._futures = []
