@@ -104,6 +104,8 @@ def test_one_wandb_run_per_trial_in_one_group(tmp_path):
     assert len(offline) == 3
     assert {r["group"] for r in offline} == {"housing-boosting-abc"}
     assert sorted(r["config"]["num_leaves"] for r in offline) == [31, 32, 33]
+    # no package list per trial (0.1 s of CPU each); evidence runs keep theirs (test below)
+    assert list(tmp_path.glob("wandb/offline-run-*/files/requirements.txt")) == []
 
 
 def offline_runs(root: Path) -> list[dict]:
@@ -177,6 +179,7 @@ def test_evidence_is_written_in_the_background_and_complete_when_the_run_ends(tm
     (run_dir,) = tmp_path.glob("wandb/offline-run-*")  # written before materialize returned
     assert [r["group"] for r in offline_runs(tmp_path)] == ["g"]
     assert len(list(run_dir.glob("files/media/images/chart_*.png"))) == 1
+    assert "dagster==" in (run_dir / "files" / "requirements.txt").read_text()
     (table_file,) = run_dir.glob("files/media/table/t_*.table.json")
     assert json.loads(table_file.read_text())["data"] == [["3", "1.5"], ["5", "1.25"]]
 
