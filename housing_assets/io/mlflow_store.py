@@ -43,8 +43,8 @@ def create_from_schema_cache(tracking_uri: str) -> bool:
     try:
         schema = _empty_schema()
         return _copy_if_absent(schema, store)
-    except (OSError, sqlite3.Error, ImportError) as exc:
-        logger.debug("MLflow creates %s itself (schema cache not usable: %s)", store, exc)
+    except Exception as exc:  # noqa: BLE001 (whatever it is, MLflow creates the store as usual)
+        logger.info("MLflow creates %s itself (the schema cache is not usable: %s)", store, exc)
         return False
 
 
