@@ -381,3 +381,30 @@ def test_ratio_features_work_on_the_eight_columns_and_name_them(synthetic_housin
         RatioFeatures().fit(numeric.iloc[:, :3])
     with pytest.raises(ValueError, match="features"):
         ratios.transform(numeric.iloc[:, :7].to_numpy())
+
+
+def test_tuned_params_hold_the_family_defaults_the_search_did_not_vary(synthetic_housing):
+    """A later refit (a retrain) builds exactly the tuned model, even if a default changes."""
+    import pandas as pd
+
+    from housing_assets.datasets import GeoFeatures, ModelComparison
+    from housing_assets.ml.models import LIGHTGBM_DEFAULTS
+    from housing_assets.ml.split import assign_split
+    from housing_assets.steps import TuningSettings, split_hold_out, tune_params
+
+    raw = assign_split(synthetic_housing.assign(batch="base"))
+    geo = GeoFeatures(
+        frame=raw.assign(geo_cluster=0, geo_cluster_similarity=1.0),
+        k_evidence=pd.DataFrame({"k": [5]}),
+        spec=FeatureSpec("median", n_clusters=5, neighbor_ks=(3, 10)),
+    )
+    split = split_hold_out(raw, geo)
+    empty = pd.DataFrame()
+    comparison = ModelComparison(empty, empty, "boosting", {"num_leaves": 15}, "wmape", 2)
+    tuned = tune_params(split, comparison, TuningSettings(n_trials=2, cv_folds=2), threads=2)
+
+    assert tuned.params["extra_trees"] is LIGHTGBM_DEFAULTS["extra_trees"]
+    assert tuned.params["max_bin"] == LIGHTGBM_DEFAULTS["max_bin"]
+    assert set(LIGHTGBM_DEFAULTS) <= set(tuned.params)
+    built = FAMILIES["boosting"].build(tuned.params, 1).get_params()
+    assert {k: built[k] for k in tuned.params} == tuned.params

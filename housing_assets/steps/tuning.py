@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
+from housing_assets.ml.models import FAMILIES
 from housing_assets.ml.tuning import TrialRecord, tune
 
 
@@ -52,7 +53,9 @@ def tune_params(
     )
     return TunedParams(
         family=comparison.winner,
-        params=result.best_params,
+        # complete: the family's defaults too, so a later refit (a retrain, after an upgrade
+        # that changed a default) builds exactly the model that was tuned
+        params={**FAMILIES[comparison.winner].defaults, **result.best_params},
         metric=settings.metric,
         cv_metrics=result.best_metrics,
         trials=result.trials.assign(params=result.trials["params"].map(str)),
