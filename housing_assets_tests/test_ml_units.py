@@ -14,10 +14,10 @@ from housing_assets.ml.features import (
 )
 from housing_assets.ml.geo import _folds_without_clusters, _with_clusters, select_n_clusters
 from housing_assets.ml.imputation import ScaledKNNImputer, masked_reconstruction
-from housing_assets.ml.models import FAMILIES, compare_families
+from housing_assets.ml.models import FAMILIES, compare_families, param_grid
 from housing_assets.ml.pipeline import FeatureSpec, LogPriceRegressor, build_model_pipeline
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
-from housing_assets.ml.tuning import tune
+from housing_assets.ml.tuning import SEARCH_SPACES, tune
 
 MASKING = {
     "mask_fraction": 0.2,
@@ -223,6 +223,40 @@ def test_tune_records_every_trial_and_stays_in_the_space(synthetic_housing):
     complete = result.trials[result.trials["state"] == "COMPLETE"]
     assert result.best_value == pytest.approx(complete["value"].min())
     assert set(result.trials["folds_run"]) <= {1, 2, 3}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_grid_candidate_is_a_point_of_its_search_space(family):
+    """The search's first trial is exactly the grid's winner (no parameter left to the
+    sampler, none outside its range), so the search can only improve on the comparison."""
+    import optuna
+
+    for candidate in param_grid(FAMILIES[family].grid):
+        fixed = optuna.trial.FixedTrial({**FAMILIES[family].defaults, **candidate})
+        SEARCH_SPACES[family](fixed)  # raises if a searched parameter has no value
+        # create_trial raises if a value lies outside its distribution
+        optuna.trial.create_trial(params=fixed.params, distributions=fixed.distributions, value=0)
+
+
+def test_the_search_replays_the_comparisons_scores_for_its_first_trial(synthetic_housing):
+    cache = synthetic_folds(synthetic_housing, n_folds=3)
+    grids = {"tree": {"max_depth": [5], "min_samples_leaf": [3]}}
+    candidates, _ = compare_families(cache, ["tree"], "rmse", grids=grids, n_jobs=2)
+    start = candidates["params"].iloc[0]
+
+    def first_trial(**replay):
+        seen = []
+        tune(cache, "tree", n_trials=3, metric="rmse", seed=42, n_jobs=2, start_params=start,
+             on_trial=seen.append, **replay)  # fmt: skip
+        return seen[0]
+
+    refitted = first_trial()
+    replayed = first_trial(start_fold_metrics=candidates["fold_metrics"].iloc[0])
+    assert (refitted.scored_by, replayed.scored_by) == ("search", "model_comparison")
+    assert replayed.params == refitted.params == start
+    assert replayed.value == pytest.approx(refitted.value, rel=1e-12)
+    assert replayed.metrics == pytest.approx(refitted.metrics, rel=1e-12)
+    assert replayed.folds_run == refitted.folds_run == 3
 
 
 def test_select_n_clusters_does_not_collapse_to_two(synthetic_housing):

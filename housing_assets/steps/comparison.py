@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -39,7 +40,10 @@ def compare_models(
     winner = leaderboard.iloc[0]
 
     def stored(table: pd.DataFrame) -> pd.DataFrame:  # Parquet holds text, not dicts
-        return table.assign(params=table["params"].map(params_text))
+        return table.assign(
+            params=table["params"].map(params_text),
+            fold_metrics=table["fold_metrics"].map(json.dumps),
+        )
 
     return ModelComparison(
         candidates=stored(candidates),
@@ -48,4 +52,5 @@ def compare_models(
         winner_params=dict(winner["params"]),
         selection_metric=settings.selection_metric,
         cv_folds=settings.cv_folds,
+        seed=settings.seed,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,8 +36,9 @@ def tune_params(
     study_name: str | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> TunedParams:
-    """Optuna TPE over the comparison winner's space, its grid winner as the first trial,
-    Hyperband pruning across folds; ``on_trial`` sees every finished trial (for tracking)."""
+    """Optuna TPE over the comparison winner's space, its grid winner as the first trial (its
+    comparison score, when scored on the same folds), Hyperband pruning across folds;
+    ``on_trial`` sees every finished trial (for tracking)."""
     result = tune(
         split.fold_cache(settings.cv_folds, settings.seed),
         comparison.winner,
@@ -46,6 +48,7 @@ def tune_params(
         timeout_s=settings.timeout_s,
         n_jobs=threads,
         start_params=comparison.winner_params,
+        start_fold_metrics=_winner_fold_metrics(comparison, settings),
         on_trial=on_trial,
         storage=settings.storage,
         study_name=study_name if settings.storage else None,
@@ -63,3 +66,14 @@ def tune_params(
         best_trial=result.study.best_trial.number,
         cv_value=result.best_value,
     )
+
+
+def _winner_fold_metrics(
+    comparison: ModelComparison, settings: TuningSettings
+) -> list[dict[str, float]] | None:
+    """The grid winner's metrics fold by fold, if the comparison scored it on the folds the
+    search uses."""
+    same_folds = (comparison.cv_folds, comparison.seed) == (settings.cv_folds, settings.seed)
+    if not same_folds or "fold_metrics" not in comparison.leaderboard:
+        return None
+    return json.loads(comparison.leaderboard["fold_metrics"].iloc[0])
