@@ -17,7 +17,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.tree import DecisionTreeRegressor
 from sklearn.utils.validation import validate_data
 
-from housing_assets.ml.cv import FoldCache, cv_metrics
+from housing_assets.ml.cv import FoldCache, iter_fold_metrics, summarize
 from housing_assets.ml.sampling import bounded_rows
 
 
@@ -149,16 +149,11 @@ def param_grid(grid: dict[str, list]) -> list[dict[str, Any]]:
 
 def _evaluate(family: ModelFamily, params: dict, cache: FoldCache, n_jobs: int) -> dict:
     start = time.perf_counter()
-    fold_metrics: list[dict[str, float]] = []
-    metrics = cv_metrics(
-        family.build(params, n_jobs),
-        cache.folds(family.scale),
-        on_fold=lambda _, m: fold_metrics.append({k: float(v) for k, v in m.items()}),
-    )
+    fold_metrics = list(iter_fold_metrics(family.build(params, n_jobs), cache.folds(family.scale)))
     return {
         "family": family.name,
         "params": params,
-        **metrics,
+        **summarize(fold_metrics),
         "fit_seconds": time.perf_counter() - start,
         "fold_metrics": fold_metrics,  # fold by fold: lets the search reuse this score
     }
