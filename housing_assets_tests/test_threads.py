@@ -57,5 +57,6 @@ def test_results_are_identical_for_a_seed_and_thread_count(synthetic_housing, fa
         assert first == second  # bit for bit
     else:
         # A forest's threads add their trees' predictions in whatever order they finish:
-        # equal up to the last bits of a float sum, not bit for bit.
-        assert first == pytest.approx(second, rel=1e-12)
+        # equal up to the last bits of a float sum, not bit for bit (a spread across folds,
+        # a difference of near-equal numbers, shows them at ~1e-12).
+        assert first == pytest.approx(second, rel=1e-9)
