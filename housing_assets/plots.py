@@ -44,16 +44,21 @@ def bar_chart(labels, values, title: str, xlabel: str, highlight: str | None = N
 
 
 def k_evidence_chart(table: pd.DataFrame, metric: str):
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    """The cross-validated error by K beside KMeans' own measures (only the latter for a
+    pinned K, which has no cross-validation)."""
+    cross_validated = f"cv_{metric}" in table.columns
+    fig, axes = plt.subplots(1, 3 if cross_validated else 2, figsize=(13, 3.5))
     chosen = int(table.loc[table["chosen"], "k"].iloc[0])
-    axes[0].errorbar(table["k"], table[f"cv_{metric}"], yerr=table[f"cv_{metric}_se"], marker="o")
-    axes[0].axvline(chosen, color="tab:green", linestyle="--", label=f"chosen K={chosen}")
-    axes[0].set(title=f"CV {metric} of a quick model using the feature", xlabel="K")
-    axes[0].legend()
-    axes[1].plot(table["k"], table["inertia"], marker="o")
-    axes[1].set(title="KMeans inertia (elbow)", xlabel="K")
-    axes[2].plot(table["k"], table["silhouette_sampled"], marker="o")
-    axes[2].set(title="Silhouette (sampled; prefers K=2)", xlabel="K")
+    if cross_validated:
+        ax = axes[0]
+        ax.errorbar(table["k"], table[f"cv_{metric}"], yerr=table[f"cv_{metric}_se"], marker="o")
+        ax.axvline(chosen, color="tab:green", linestyle="--", label=f"chosen K={chosen}")
+        ax.set(title=f"CV {metric} of a quick model using the feature", xlabel="K")
+        ax.legend()
+    axes[-2].plot(table["k"], table["inertia"], marker="o")
+    axes[-2].set(title="KMeans inertia (elbow)", xlabel="K")
+    axes[-1].plot(table["k"], table["silhouette_sampled"], marker="o")
+    axes[-1].set(title="Silhouette (sampled; prefers K=2)", xlabel="K")
     return fig
 
 

@@ -15,7 +15,12 @@ from housing_assets.ml.features import (
     RatioFeatures,
 )
 from housing_assets.ml.geo import _folds_without_clusters, _with_clusters, select_n_clusters
-from housing_assets.ml.imputation import ScaledKNNImputer, masked_reconstruction
+from housing_assets.ml.imputation import (
+    ChainedIterativeImputer,
+    ScaledKNNImputer,
+    make_imputer,
+    masked_reconstruction,
+)
 from housing_assets.ml.models import FAMILIES, compare_families, param_grid
 from housing_assets.ml.pipeline import FeatureSpec, LogPriceRegressor, build_model_pipeline
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
@@ -52,6 +57,36 @@ def test_masked_reconstruction_ranks_a_model_above_the_median(synthetic_housing)
     assert table.loc["iterative", "rmse"] < 0.3 * table.loc["median", "rmse"]
     assert result.masked_cells == int(0.2 * numeric["total_bedrooms"].notna().sum())
     assert list(result.table["rmse"]) == sorted(result.table["rmse"])
+
+
+@pytest.mark.parametrize("strategy", ["iterative", "iterative_forest"])
+def test_one_round_imputes_exactly_what_two_do_when_one_column_has_gaps(
+    synthetic_housing, strategy
+):
+    from sklearn.impute import IterativeImputer
+
+    numeric = synthetic_housing[NUMERIC_FEATURES].iloc[:600]
+    assert numeric.isna().any().sum() == 1  # total_bedrooms only, as in the real data
+    chained = make_imputer(strategy, random_state=0)
+    plain = IterativeImputer(**chained.get_params(deep=False))  # max_iter=2: two full rounds
+    assert isinstance(chained, ChainedIterativeImputer) and plain.max_iter == 2
+    np.testing.assert_array_equal(chained.fit_transform(numeric), plain.fit_transform(numeric))
+    assert (chained.n_iter_, plain.n_iter_, chained.max_iter) == (1, 2, 2)
+    # New rows with gaps where training had none get the same values as well.
+    rows = numeric.iloc[:50].copy()
+    rows.iloc[::3, 0] = np.nan
+    np.testing.assert_array_equal(chained.transform(rows), plain.transform(rows))
+
+
+def test_the_chained_imputer_iterates_when_several_columns_have_gaps(synthetic_housing):
+    from sklearn.impute import IterativeImputer
+
+    numeric = synthetic_housing[NUMERIC_FEATURES].iloc[:600].copy()
+    numeric.iloc[::4, numeric.columns.get_loc("households")] = np.nan
+    chained = make_imputer("iterative", random_state=0)
+    plain = IterativeImputer(**chained.get_params(deep=False))
+    np.testing.assert_array_equal(chained.fit_transform(numeric), plain.fit_transform(numeric))
+    assert chained.n_iter_ == plain.n_iter_ == 2
 
 
 def test_scaled_knn_imputer_fills_from_similar_rows():
@@ -308,6 +343,25 @@ def test_select_n_clusters_does_not_collapse_to_two(synthetic_housing):
     assert k == table.loc[table["cv_wmape"] <= best + se, "k"].min()
 
 
+def test_a_pinned_k_is_taken_without_cross_validation(synthetic_housing, monkeypatch):
+    import housing_assets.ml.geo as geo
+
+    X, y = synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET]
+    args = dict(n_folds=2, metric="wmape", n_jobs=2)
+    _, grid = select_n_clusters(X, y, FeatureSpec("median", n_clusters=4), [4, 8], **args)
+
+    def no_folds(*_, **__):
+        raise AssertionError("one candidate K needs no cross-validation folds")
+
+    monkeypatch.setattr(geo, "_folds_without_clusters", no_folds)
+    k, pinned = select_n_clusters(X, y, FeatureSpec("median", n_clusters=8), [8], **args)
+    assert k == 8 and pinned["chosen"].tolist() == [True]
+    assert not any(c.startswith("cv_") for c in pinned.columns)
+    # The clusters' own evidence is what the full comparison recorded for that K.
+    shape = ["inertia", "silhouette_sampled"]
+    assert pinned[shape].iloc[0].tolist() == grid.loc[grid["k"] == 8, shape].iloc[0].tolist()
+
+
 def test_unknown_names_fail_clearly():
     from housing_assets.ml.imputation import make_imputer
 
@@ -419,10 +473,13 @@ _EXPECTED_FAILURES = {
 
 
 def _custom_estimators():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     from housing_assets.ml.models import SampledKNeighborsRegressor
 
     return [
         ScaledKNNImputer(),
+        ChainedIterativeImputer(HistGradientBoostingRegressor(max_iter=10), max_iter=2),
         RatioFeatures(),
         ClusterSimilarity(n_clusters=3),
         NeighborPriceEncoder(n_neighbors=3),

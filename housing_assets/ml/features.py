@@ -91,7 +91,7 @@ class ClusterSimilarity(TransformerMixin, BaseEstimator):
 
 def cluster_feature_frame(frame: pd.DataFrame, similarity: ClusterSimilarity) -> pd.DataFrame:
     """The cluster label and the similarity to the row's own centre, for people to look at."""
-    coords = frame[GEO_COLUMNS].to_numpy(dtype=float)
+    coords = frame[GEO_COLUMNS]  # named as when fitted
     labels = similarity.predict(coords)
     sims = similarity.transform(coords)
     return pd.DataFrame(

@@ -85,6 +85,19 @@ def _with_clusters(part: _FoldWithoutClusters, spec: FeatureSpec) -> Fold:
     )
 
 
+def _cluster_shape(
+    coords: np.ndarray, k: int, sample: np.ndarray, random_state: int
+) -> dict[str, float]:
+    """What KMeans alone says of K (recorded, not deciding): inertia and a sampled silhouette."""
+    kmeans = KMeans(k, n_init=4, random_state=random_state).fit(coords)
+    return {
+        "inertia": float(kmeans.inertia_),
+        "silhouette_sampled": float(
+            silhouette_score(coords[sample], kmeans.predict(coords[sample]))
+        ),
+    }
+
+
 def select_n_clusters(
     X: pd.DataFrame,
     y: pd.Series,
@@ -96,34 +109,36 @@ def select_n_clusters(
     silhouette_sample: int = 3000,
     n_jobs: int,
 ) -> tuple[int, pd.DataFrame]:
-    """Return the chosen K and the evidence table (one row per K)."""
+    """Return the chosen K and the evidence table (one row per K).
+
+    A single candidate (a K pinned by a retrain) is taken as it is: there is nothing to choose
+    between, so no cross-validation runs and its table has no ``cv_`` columns.
+    """
     coords = X[GEO_COLUMNS].to_numpy(dtype=float)
     rng = np.random.default_rng(base_spec.random_state)
     sample = rng.choice(len(coords), size=min(silhouette_sample, len(coords)), replace=False)
-    folds = _folds_without_clusters(X, y, base_spec, n_folds)
+    candidates = sorted(set(k_grid))
+    folds = _folds_without_clusters(X, y, base_spec, n_folds) if len(candidates) > 1 else []
     rows = []
-    for k in sorted(set(k_grid)):
+    for k in candidates:
         start = time.perf_counter()
-        spec = dataclasses.replace(base_spec, n_clusters=k)
-        with_k = [_with_clusters(fold, spec) for fold in folds]
-        scores = cv_metrics(LGBMRegressor(**PROBE_MODEL_PARAMS, n_jobs=n_jobs), with_k)
-        kmeans = KMeans(k, n_init=4, random_state=base_spec.random_state).fit(coords)
-        rows.append(
-            {
-                "k": k,
-                f"cv_{metric}": scores[metric],
-                f"cv_{metric}_se": scores[f"{metric}_std"] / np.sqrt(n_folds),
-                "cv_rmse": scores["rmse"],
-                "inertia": float(kmeans.inertia_),
-                "silhouette_sampled": float(
-                    silhouette_score(coords[sample], kmeans.predict(coords[sample]))
-                ),
-                "seconds": time.perf_counter() - start,
-            }
-        )
+        row: dict[str, float] = {"k": k}
+        if folds:
+            spec = dataclasses.replace(base_spec, n_clusters=k)
+            with_k = [_with_clusters(fold, spec) for fold in folds]
+            scores = cv_metrics(LGBMRegressor(**PROBE_MODEL_PARAMS, n_jobs=n_jobs), with_k)
+            row[f"cv_{metric}"] = scores[metric]
+            row[f"cv_{metric}_se"] = scores[f"{metric}_std"] / np.sqrt(n_folds)
+            row["cv_rmse"] = scores["rmse"]
+        row.update(_cluster_shape(coords, k, sample, base_spec.random_state))
+        row["seconds"] = time.perf_counter() - start
+        rows.append(row)
     table = pd.DataFrame(rows)
-    best = table.loc[table[f"cv_{metric}"].idxmin()]
-    threshold = best[f"cv_{metric}"] + best[f"cv_{metric}_se"]
-    chosen = int(table.loc[table[f"cv_{metric}"] <= threshold, "k"].min())
+    if folds:
+        best = table.loc[table[f"cv_{metric}"].idxmin()]
+        threshold = best[f"cv_{metric}"] + best[f"cv_{metric}_se"]
+        chosen = int(table.loc[table[f"cv_{metric}"] <= threshold, "k"].min())
+    else:
+        chosen = candidates[0]
     table["chosen"] = table["k"] == chosen
     return chosen, table

@@ -7,6 +7,7 @@ against the hidden truth ranks the strategies. The target is never an input.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import pandas as pd
 from sklearn import config_context
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
@@ -61,6 +63,33 @@ class ScaledKNNImputer(TransformerMixin, BaseEstimator):
         return _check_feature_names_in(self, input_features)
 
 
+class ChainedIterativeImputer(IterativeImputer):
+    """``IterativeImputer`` that does one round when at most one column has gaps.
+
+    A round fits one model per incomplete column on the other columns; with a single incomplete
+    column the other columns never change (``skip_complete``), so every further round refits
+    the same model on the same data and predicts the same values: the result is identical with
+    one round (a test checks it) at a fraction of the cost. With gaps in several columns it is
+    ``IterativeImputer`` unchanged (``max_iter`` rounds).
+    """
+
+    def fit_transform(self, X, y=None, **params):
+        try:
+            incomplete = int(np.isnan(np.asarray(X, dtype=float)).any(axis=0).sum())
+        except (TypeError, ValueError):  # not a dense numeric array: the parent says why
+            incomplete = -1
+        if not 0 <= incomplete <= 1 or self.max_iter <= 1:
+            return super().fit_transform(X, y, **params)
+        max_iter, self.max_iter = self.max_iter, 1
+        try:
+            with warnings.catch_warnings():
+                # One round cannot show convergence; with one incomplete column it is exact.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                return super().fit_transform(X, y, **params)
+        finally:
+            self.max_iter = max_iter
+
+
 def make_imputer(strategy: str, random_state: int = 0, n_jobs: int = 1):
     """A fresh, unfitted imputer for numeric columns (``n_jobs``: the forest strategy's threads;
     the model pipeline's imputer uses one, its rows are few at prediction time)."""
@@ -71,7 +100,7 @@ def make_imputer(strategy: str, random_state: int = 0, n_jobs: int = 1):
     if strategy == "iterative":
         # One gradient-boosted model per incomplete column: as accurate as a full random forest
         # (see the imputed_housing metadata) at a fraction of the time.
-        return IterativeImputer(
+        return ChainedIterativeImputer(
             estimator=HistGradientBoostingRegressor(
                 max_iter=300, learning_rate=0.05, random_state=random_state
             ),
@@ -83,7 +112,7 @@ def make_imputer(strategy: str, random_state: int = 0, n_jobs: int = 1):
     if strategy == "iterative_forest":
         from sklearn.ensemble import RandomForestRegressor
 
-        return IterativeImputer(
+        return ChainedIterativeImputer(
             estimator=RandomForestRegressor(
                 n_estimators=100, n_jobs=n_jobs, random_state=random_state
             ),
@@ -176,6 +205,7 @@ def fit_imputer(strategy: str, train_numeric: pd.DataFrame, random_state: int, n
 
 __all__ = [
     "IMPUTATION_STRATEGIES",
+    "ChainedIterativeImputer",
     "ImputationComparison",
     "ScaledKNNImputer",
     "fit_imputer",
