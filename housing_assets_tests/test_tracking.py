@@ -195,3 +195,38 @@ def test_a_failing_wandb_write_warns_and_the_step_succeeds(tmp_path):
         if "A W&B run was not written" in e.user_message
     ]
     assert len(warnings) == 1 and "evidence" in warnings[0] and "no-such-mode" in warnings[0]
+
+
+def test_frozen_import_frames_are_answered_from_inspects_cache(tmp_path, monkeypatch):
+    """W&B's first run imports pydantic models that ask inspect.getmodule of every import frame;
+    for importlib's frozen frames inspect scans all of sys.modules and answers None, every call.
+    After the warm-up they are a cache hit that names importlib's module."""
+    import inspect
+    import sys
+
+    from housing_assets.resources.tracking import _cache_frozen_import_frames
+
+    (tmp_path / "frame_probe.py").write_text(
+        "import inspect, sys\n"
+        "frame, ANSWERS = sys._getframe(), {}\n"
+        "while frame:\n"
+        "    if frame.f_code.co_filename.startswith('<frozen importlib'):\n"
+        "        ANSWERS[frame.f_code.co_filename] = inspect.getmodule(frame)\n"
+        "    frame = frame.f_back\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def frozen_answers() -> dict:
+        sys.modules.pop("frame_probe", None)
+        return __import__("frame_probe").ANSWERS
+
+    # inspect's cache as a process starts (a W&B run in an earlier test may have warmed it).
+    cold = {k: v for k, v in inspect.modulesbyfile.items() if not v.startswith("importlib.")}
+    monkeypatch.setattr(inspect, "modulesbyfile", cold)
+    before = frozen_answers()
+    assert "<frozen importlib._bootstrap>" in before  # an import runs through frozen frames
+    assert set(before.values()) == {None}  # uncached: a scan of sys.modules, then no answer
+    _cache_frozen_import_frames()
+    after = frozen_answers()
+    assert after["<frozen importlib._bootstrap>"] is sys.modules["importlib._bootstrap"]
+    sys.modules.pop("frame_probe", None)

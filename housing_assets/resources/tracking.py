@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import io
 import os
 import queue
@@ -203,6 +204,7 @@ class WandbTracking(ConfigurableResource):
         run); trial runs skip it, their group's evidence runs hold it."""
         import wandb
 
+        _cache_frozen_import_frames()
         os.makedirs(self.dir, exist_ok=True)
         return wandb.init(
             project=self.project,
@@ -279,6 +281,22 @@ class WandbTracking(ConfigurableResource):
             runs.wait()
             if own:
                 writer.close()
+
+
+def _cache_frozen_import_frames() -> None:
+    """Make W&B's first run in a process ~1 s cheaper (measured with a run's ~3,500 modules).
+
+    It imports ~80 pydantic models that read their fields' docstrings from source; before
+    Python 3.13, pydantic finds that source by walking up the import's frames and asking
+    ``inspect.getmodule`` of each. For importlib's frozen frames (``<frozen
+    importlib._bootstrap>``) inspect never caches an answer, so every such call scans all of
+    ``sys.modules`` (~7 ms each here, ~160 calls). ``inspect.modulesbyfile`` is inspect's own
+    file -> module cache; entries for the frozen files make those calls a lookup. pydantic
+    only compares the answer with the model's module, which these never are, so nothing else
+    changes. (Keys as ``inspect.getabsfile`` builds them: relative to the working directory.)"""
+    for module in ("importlib._bootstrap", "importlib._bootstrap_external"):
+        path = os.path.normcase(os.path.abspath(f"<frozen {module}>"))
+        inspect.modulesbyfile.setdefault(path, module)
 
 
 # On its first run in a process, W&B imports more of itself and builds its pydantic models
