@@ -360,6 +360,12 @@ def test_a_pinned_k_is_taken_without_cross_validation(synthetic_housing, monkeyp
     # The clusters' own evidence is what the full comparison recorded for that K.
     shape = ["inertia", "silhouette_sampled"]
     assert pinned[shape].iloc[0].tolist() == grid.loc[grid["k"] == 8, shape].iloc[0].tolist()
+    # What the asset tells the user, read from the same table.
+    from housing_assets.assets.preparation import why_k
+    from housing_assets.steps import GeoSettings
+
+    assert "no cross-validation ran" in why_k(8, pinned, GeoSettings(k_grid=(8,)))
+    assert "within one standard error" in why_k(4, grid, GeoSettings(k_grid=(4, 8)))
 
 
 def test_unknown_names_fail_clearly():

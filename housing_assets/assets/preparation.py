@@ -74,8 +74,8 @@ def imputed_housing(
     return imputed
 
 
-def why_k(k: int, settings: GeoSettings) -> str:
-    if len(set(settings.k_grid)) == 1:
+def why_k(k: int, evidence: pd.DataFrame, settings: GeoSettings) -> str:
+    if f"cv_{settings.metric}" not in evidence.columns:  # as plots.k_evidence_chart reads it
         return (
             f"K={k}: the only candidate in the run config (a retrain pins the K its last "
             "tuning run chose), so no cross-validation ran; KMeans' own measures are shown."
@@ -115,7 +115,7 @@ def geo_features(
         {
             "chosen_k": k,
             "rows": len(geo.frame),
-            "why": MetadataValue.md(why_k(k, settings)),
+            "why": MetadataValue.md(why_k(k, geo.k_evidence, settings)),
             "k_evidence": plots.markdown_table(geo.k_evidence, floatfmt=",.4f"),
             "k_evidence_plot": plots.png_markdown(k_plot, "evidence for K"),
             "cluster_map": plots.png_markdown(map_plot, "cluster map"),

@@ -118,12 +118,13 @@ def select_n_clusters(
     rng = np.random.default_rng(base_spec.random_state)
     sample = rng.choice(len(coords), size=min(silhouette_sample, len(coords)), replace=False)
     candidates = sorted(set(k_grid))
-    folds = _folds_without_clusters(X, y, base_spec, n_folds) if len(candidates) > 1 else []
+    cross_validate = len(candidates) > 1
+    folds = _folds_without_clusters(X, y, base_spec, n_folds) if cross_validate else []
     rows = []
     for k in candidates:
         start = time.perf_counter()
         row: dict[str, float] = {"k": k}
-        if folds:
+        if cross_validate:
             spec = dataclasses.replace(base_spec, n_clusters=k)
             with_k = [_with_clusters(fold, spec) for fold in folds]
             scores = cv_metrics(LGBMRegressor(**PROBE_MODEL_PARAMS, n_jobs=n_jobs), with_k)
@@ -134,7 +135,7 @@ def select_n_clusters(
         row["seconds"] = time.perf_counter() - start
         rows.append(row)
     table = pd.DataFrame(rows)
-    if folds:
+    if cross_validate:
         best = table.loc[table[f"cv_{metric}"].idxmin()]
         threshold = best[f"cv_{metric}"] + best[f"cv_{metric}_se"]
         chosen = int(table.loc[table[f"cv_{metric}"] <= threshold, "k"].min())
