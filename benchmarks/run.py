@@ -56,7 +56,19 @@ def probe_run(env: dict[str, str], cwd: Path = REPO) -> dict:
     return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
-_PROBE = """
+# The assets whose ML call both processes make (assets record its time as `compute_s`; the
+# bare script times the same call as its step).
+ML_STEPS = [
+    "imputed_housing",
+    "geo_features",
+    "model_comparison",
+    "tuned_params",
+    "registered_model",
+]
+
+_PROBE = (
+    f"ML_STEPS = {ML_STEPS!r}"
+    + """
 import json
 from dagster import AssetKey, DagsterInstance
 instance = DagsterInstance.get()
@@ -65,9 +77,15 @@ steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_st
 meta = instance.get_latest_materialization_event(AssetKey("registered_model")).asset_materialization.metadata
 tuned = instance.get_latest_materialization_event(AssetKey("tuned_params")).asset_materialization.metadata
 test = {k[len("test_"):]: v.value for k, v in meta.items() if k.startswith("test_") and k != "test_metrics"}
-print(json.dumps({"steps_s": steps, "test_metrics": test, "family": tuned["family"].value,
+compute = {}  # absent from versions before `compute_s` (side_by_side.py's baselines)
+for key in ML_STEPS:
+    event = instance.get_latest_materialization_event(AssetKey(key))
+    if event and "compute_s" in event.asset_materialization.metadata:
+        compute[key] = event.asset_materialization.metadata["compute_s"].value
+print(json.dumps({"steps_s": steps, "compute_s": compute, "test_metrics": test, "family": tuned["family"].value,
                   "cv_wmape": tuned["best_cv_wmape"].value, "cv_rmse": tuned["best_cv_rmse"].value}))
 """
+)
 
 
 def bare_run(config: str, source: str, scale: float = 1.0, tune_family: str | None = None) -> dict:
@@ -96,6 +114,37 @@ def bare_run(config: str, source: str, scale: float = 1.0, tune_family: str | No
         wall = time.perf_counter() - start
         steps = json.loads(out.read_text())
     return {"wall_s": wall, "steps": steps}
+
+
+def seconds_outside_ml(run: dict) -> float:
+    """A run's wall time minus its ML calls (ML_STEPS): process start, orchestration, tracking,
+    plots, storage. Dagster runs carry the calls' times as `compute_s`, the bare script as its
+    step times."""
+    if "compute_s" in run:
+        return run["wall_s"] - sum(run["compute_s"][step] for step in ML_STEPS)
+    steps = {s["step"]: s["seconds"] for s in run["steps"] if "seconds" in s}
+    return run["wall_s"] - sum(steps[step] for step in ML_STEPS)
+
+
+def outside_ml_calls(dagster_runs: list[dict], bare_runs: list[dict]) -> dict:
+    """What the Dagster run adds outside the ML calls, pair by pair, and the overhead ratio that
+    adds only that to the bare wall. The same ML calls' times wander by +-10 % between two
+    runs on these machines (the wall ratio of one pair ranged 0.97-1.24 on 2026-11-29); time
+    outside them does not, so this ratio shows what orchestration and tracking cost without the
+    drift. It leaves out any slowdown of the ML calls themselves inside the run, which the wall
+    ratio keeps: both are reported."""
+    if not all("compute_s" in d and len(d["compute_s"]) == len(ML_STEPS) for d in dagster_runs):
+        return {}
+    pairs = list(zip(dagster_runs, bare_runs, strict=True))
+    added = [seconds_outside_ml(d) - seconds_outside_ml(b) for d, b in pairs]
+    return {
+        "outside_ml_dagster_s": [seconds_outside_ml(d) for d in dagster_runs],
+        "outside_ml_bare_s": [seconds_outside_ml(b) for b in bare_runs],
+        "outside_ml_added_s": added,
+        "overhead_ratio_outside_ml": statistics.median(
+            (b["wall_s"] + a) / b["wall_s"] for (_, b), a in zip(pairs, added, strict=True)
+        ),
+    }
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -220,6 +269,21 @@ def markdown(report: dict) -> str:
         "ratio includes experiment tracking as well as orchestration.",
         "",
     ]
+    for c in report["configs"]:
+        if "overhead_ratio_outside_ml" in report[c]:
+            r = report[c]
+            lines += [
+                f"Outside the ML calls ({c}): Dagster "
+                + ", ".join(f"{s:.1f}" for s in r["outside_ml_dagster_s"])
+                + " s, bare "
+                + ", ".join(f"{s:.1f}" for s in r["outside_ml_bare_s"])
+                + " s; added per pair "
+                + ", ".join(f"{s:.1f}" for s in r["outside_ml_added_s"])
+                + f" s; the bare wall plus that: **{r['overhead_ratio_outside_ml']:.3f}** "
+                "(median of the pairs; it leaves out the noise of the ML calls and any slowdown "
+                "of them inside the run).",
+                "",
+            ]
     if report.get("scaling"):
         lines += [
             "## Scaling (smoke configuration, bare pipeline, tuned family fixed to boosting)",
@@ -298,6 +362,7 @@ def main() -> None:
             "pair_ratios": [
                 d["wall_s"] / b["wall_s"] for d, b in zip(dagster_runs, bare_runs, strict=True)
             ],
+            **outside_ml_calls(dagster_runs, bare_runs),
         }
         print(
             f"[{config}] Dagster {dagster['wall_s']:.1f} s, bare {bare['wall_s']:.1f} s", flush=True

@@ -16,6 +16,15 @@ from housing_assets.smoke import SMOKE_RUN_CONFIG
 
 pytestmark = pytest.mark.e2e
 
+# the assets that record `compute_s` (the others only move data)
+ML_ASSETS = [
+    "imputed_housing",
+    "geo_features",
+    "model_comparison",
+    "tuned_params",
+    "registered_model",
+]
+
 
 def _champion():
     import mlflow
@@ -91,6 +100,13 @@ def test_all_seven_assets_then_bad_source_loses_nothing(
     metadata = imputed.asset_materialization.metadata
     assert metadata["chosen_strategy"].value in {"knn", "iterative"}
     assert "data:image/png;base64" in metadata["comparison_plot"].value
+    # Each ML asset shows the time of its ML call, a part of its step's time.
+    steps = instance.get_run_step_stats(result.run_id)
+    step_seconds = {s.step_key: s.end_time - s.start_time for s in steps}
+    for key in ML_ASSETS:
+        event = instance.get_latest_materialization_event(AssetKey(key))
+        compute_s = event.asset_materialization.metadata["compute_s"].value
+        assert 0 < compute_s < step_seconds[key], (key, compute_s, step_seconds[key])
 
     # A malformed source fails with a clear message; data and champion stay as they were.
     raw_before = result.output_for_node("raw_housing")

@@ -3,6 +3,7 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from housing_assets import plots
 from housing_assets.assets.config import config_for
+from housing_assets.assets.timing import timed
 from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing
 from housing_assets.ml.schema import NUMERIC_FEATURES
 from housing_assets.ml.split import income_category
@@ -31,7 +32,7 @@ def imputed_housing(
     """Every row with numeric gaps filled by the imputation strategy that reconstructs hidden
     values best (masked-reconstruction RMSE on training rows; the target is never an input)."""
     settings = config.to_settings()
-    imputed = impute(raw_housing, settings, threads=compute.threads)
+    imputed, compute_s = timed(impute, raw_housing, settings, threads=compute.threads)
     rmse = imputed.comparison.set_index("strategy")["rmse"]
     best, median = float(rmse[imputed.strategy]), float(rmse.get("median", float("nan")))
     chart = plots.to_png(
@@ -69,6 +70,7 @@ def imputed_housing(
             ),
             "comparison": plots.markdown_table(imputed.comparison),
             "comparison_plot": plots.png_markdown(chart, "imputation RMSE by strategy"),
+            "compute_s": round(compute_s, 2),
         }
     )
     return imputed
@@ -98,7 +100,7 @@ def geo_features(
     """KMeans geographic clusters as a feature; K chosen by the cross-validated error of a quick
     model that uses it (one-standard-error rule), on training rows only."""
     settings = config.to_settings()
-    geo = add_geo_clusters(imputed_housing, settings, threads=compute.threads)
+    geo, compute_s = timed(add_geo_clusters, imputed_housing, settings, threads=compute.threads)
     k, sizes = geo.spec.n_clusters, geo.frame["geo_cluster"].value_counts()
     k_plot = plots.to_png(plots.k_evidence_chart(geo.k_evidence, settings.metric))
     map_plot = plots.to_png(plots.cluster_map(geo.frame))
@@ -121,6 +123,7 @@ def geo_features(
             "cluster_map": plots.png_markdown(map_plot, "cluster map"),
             "smallest_cluster_rows": int(sizes.min()),
             "largest_cluster_rows": int(sizes.max()),
+            "compute_s": round(compute_s, 2),
         }
     )
     return geo

@@ -78,6 +78,7 @@ def registered_model(
             "feature_importances": plots.markdown_table(fitted.importances.head(20)),
             "feature_importance_plot": plots.png_markdown(importance_plot, "feature importances"),
             "description": MetadataValue.md(outcome.description),
+            "compute_s": round(fitted.seconds, 2),
         }
     )
     return model
