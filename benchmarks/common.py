@@ -12,6 +12,7 @@ sys.path.insert(0, str(REPO))  # the scripts run as `python benchmarks/<name>.py
 from housing_assets_tests import support  # noqa: E402
 from housing_assets_tests.support import (  # noqa: E402, F401
     CONTRACT_ASSETS,
+    ML_ASSETS,
     background_server,
     execute_job_cli,
     free_port,

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 from calibration import calibrate
-from common import CONTRACT_ASSETS, DEFAULT_SOURCE, REPO, execute_job_cli, fresh_project_env
+from common import (
+    CONTRACT_ASSETS,
+    DEFAULT_SOURCE,
+    ML_ASSETS,
+    REPO,
+    execute_job_cli,
+    fresh_project_env,
+)
 
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS, GERON_TEST_METRICS
 
@@ -56,18 +63,8 @@ def probe_run(env: dict[str, str], cwd: Path = REPO) -> dict:
     return json.loads(probe.stdout.strip().splitlines()[-1])
 
 
-# The assets whose ML call both processes make (assets record its time as `compute_s`; the
-# bare script times the same call as its step).
-ML_STEPS = [
-    "imputed_housing",
-    "geo_features",
-    "model_comparison",
-    "tuned_params",
-    "registered_model",
-]
-
 _PROBE = (
-    f"ML_STEPS = {ML_STEPS!r}"
+    f"ML_ASSETS = {ML_ASSETS!r}"
     + """
 import json
 from dagster import AssetKey, DagsterInstance
@@ -78,7 +75,7 @@ meta = instance.get_latest_materialization_event(AssetKey("registered_model")).a
 tuned = instance.get_latest_materialization_event(AssetKey("tuned_params")).asset_materialization.metadata
 test = {k[len("test_"):]: v.value for k, v in meta.items() if k.startswith("test_") and k != "test_metrics"}
 compute = {}  # absent from versions before `compute_s` (side_by_side.py's baselines)
-for key in ML_STEPS:
+for key in ML_ASSETS:
     event = instance.get_latest_materialization_event(AssetKey(key))
     if event and "compute_s" in event.asset_materialization.metadata:
         compute[key] = event.asset_materialization.metadata["compute_s"].value
@@ -117,13 +114,13 @@ def bare_run(config: str, source: str, scale: float = 1.0, tune_family: str | No
 
 
 def seconds_outside_ml(run: dict) -> float:
-    """A run's wall time minus its ML calls (ML_STEPS): process start, orchestration, tracking,
+    """A run's wall time minus its ML calls (ML_ASSETS): process start, orchestration, tracking,
     plots, storage. Dagster runs carry the calls' times as `compute_s`, the bare script as its
     step times."""
     if "compute_s" in run:
-        return run["wall_s"] - sum(run["compute_s"][step] for step in ML_STEPS)
+        return run["wall_s"] - sum(run["compute_s"][step] for step in ML_ASSETS)
     steps = {s["step"]: s["seconds"] for s in run["steps"] if "seconds" in s}
-    return run["wall_s"] - sum(steps[step] for step in ML_STEPS)
+    return run["wall_s"] - sum(steps[step] for step in ML_ASSETS)
 
 
 def outside_ml_calls(dagster_runs: list[dict], bare_runs: list[dict]) -> dict:
@@ -133,16 +130,17 @@ def outside_ml_calls(dagster_runs: list[dict], bare_runs: list[dict]) -> dict:
     outside them does not, so this ratio shows what orchestration and tracking cost without the
     drift. It leaves out any slowdown of the ML calls themselves inside the run, which the wall
     ratio keeps: both are reported."""
-    if not all("compute_s" in d and len(d["compute_s"]) == len(ML_STEPS) for d in dagster_runs):
+    if not all("compute_s" in d and len(d["compute_s"]) == len(ML_ASSETS) for d in dagster_runs):
         return {}
-    pairs = list(zip(dagster_runs, bare_runs, strict=True))
-    added = [seconds_outside_ml(d) - seconds_outside_ml(b) for d, b in pairs]
+    dagster_outside = [seconds_outside_ml(d) for d in dagster_runs]
+    bare_outside = [seconds_outside_ml(b) for b in bare_runs]
+    added = [d - b for d, b in zip(dagster_outside, bare_outside, strict=True)]
     return {
-        "outside_ml_dagster_s": [seconds_outside_ml(d) for d in dagster_runs],
-        "outside_ml_bare_s": [seconds_outside_ml(b) for b in bare_runs],
+        "outside_ml_dagster_s": dagster_outside,
+        "outside_ml_bare_s": bare_outside,
         "outside_ml_added_s": added,
         "overhead_ratio_outside_ml": statistics.median(
-            (b["wall_s"] + a) / b["wall_s"] for (_, b), a in zip(pairs, added, strict=True)
+            (b["wall_s"] + a) / b["wall_s"] for b, a in zip(bare_runs, added, strict=True)
         ),
     }
 

@@ -13,17 +13,9 @@ from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
 from housing_assets.smoke import SMOKE_RUN_CONFIG
+from housing_assets_tests.support import ML_ASSETS
 
 pytestmark = pytest.mark.e2e
-
-# the assets that record `compute_s` (the others only move data)
-ML_ASSETS = [
-    "imputed_housing",
-    "geo_features",
-    "model_comparison",
-    "tuned_params",
-    "registered_model",
-]
 
 
 def _champion():
