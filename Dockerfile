@@ -2,7 +2,9 @@
 # model server (see docker-compose.yaml):
 #   webserver:     dagster-webserver -h 0.0.0.0 -p 3000 -w deploy/workspace.yaml
 #   daemon:        dagster-daemon run -w deploy/workspace.yaml
-#   code location: dagster code-server start -h 0.0.0.0 -p 4000 -m housing_assets.definitions (default)
+#   code location: housing-code-server -h 0.0.0.0 -p 4000 -m housing_assets.definitions (default;
+#                  Dagster's code server whose runs start with their imports done, see
+#                  housing_assets/code_server.py)
 #   MLflow server: mlflow server --host 0.0.0.0 --port 5000 ...
 #   model server:  housing-serve --host 0.0.0.0 --port 5001 --wait
 # Behind a registry mirror: docker build --build-arg PYTHON_IMAGE=mirror.example/python:3.11-slim .
@@ -52,4 +54,4 @@ RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR/landing" \
 USER 1000:1000
 EXPOSE 3000 4000 5000 5001
 ENTRYPOINT ["/opt/dagster/app/deploy/entrypoint.sh"]
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "housing_assets.definitions"]
+CMD ["housing-code-server", "-h", "0.0.0.0", "-p", "4000", "-m", "housing_assets.definitions"]

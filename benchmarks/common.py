@@ -16,6 +16,10 @@ from housing_assets_tests.support import (  # noqa: E402, F401
     background_server,
     execute_job_cli,
     free_port,
+    launch_job_cli,
+    launch_runs_at_once,
+    wait_for,
+    warm_code_server,
 )
 
 # The real dataset beside the repository (../shared/data/housing.tgz), if it is there.

@@ -30,6 +30,7 @@ from common import (
     execute_job_cli,
     free_port,
     fresh_project_env,
+    wait_for,
 )
 
 
@@ -54,15 +55,6 @@ def served_version(url: str, body: bytes) -> str | None:
             return response.headers.get("x-model-version")
     except OSError:
         return None
-
-
-def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(poll_s)
-    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def sensor_ticks(instance) -> list:

@@ -6,6 +6,8 @@ Writes benchmarks/results/benchmark.json, benchmark.md and PNG plots. Every meas
 a fresh process, one at a time, on a fresh Dagster home and data folder:
 - the full Dagster materialization (`dagster job execute`) for the default and the smoke
   configurations, per-asset times from the Dagster event log;
+- the same job launched through `housing-code-server` (the path of the UI, the sensor and the
+  compose stack: runs forked from a preloaded process; `--no-launched` skips these);
 - the same ML work as a bare script (benchmarks/bare_pipeline.py, the same library functions, no
   Dagster, MLflow or W&B) for the overhead ratio;
 - the bare smoke pipeline on 1x, 2x, 4x and 8x the rows (resampled with jitter), time and peak
@@ -33,6 +35,9 @@ from common import (
     REPO,
     execute_job_cli,
     fresh_project_env,
+    launch_job_cli,
+    launch_runs_at_once,
+    warm_code_server,
 )
 
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS, GERON_TEST_METRICS
@@ -54,13 +59,44 @@ def dagster_run(job: str, source: str) -> dict:
         return {"wall_s": wall, **probe_run(env)}
 
 
+def launched_run(job: str, source: str) -> dict:
+    """One run of ``job`` launched through `housing-code-server` in a fresh home, as the UI, the
+    sensor and the compose stack launch runs (launched at once, not queued for a daemon). The
+    server is up and warm before the launch, as a deployed one is; the wall time is from the
+    run's creation to its end, as Dagster records them (the `dagster job launch` client that
+    creates it is the UI's part, not the run's)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = fresh_project_env(tmp, source)
+        launch_runs_at_once(env)
+        with warm_code_server(env, tmp) as workspace:
+            launch_job_cli(job, env, workspace, check=True)
+            wall = json.loads(_run_probe(env, _LAUNCHED_PROBE))["wall_s"]
+        return {"wall_s": wall, **probe_run(env)}
+
+
+_LAUNCHED_PROBE = """
+import json, time
+from dagster import DagsterInstance
+instance = DagsterInstance.get()
+while not (record := instance.get_run_records(limit=1)[0]).end_time:
+    time.sleep(0.5)
+assert record.dagster_run.status.value == "SUCCESS", record.dagster_run.status
+print(json.dumps({"wall_s": record.end_time - record.create_timestamp.timestamp()}))
+"""
+
+
+def _run_probe(env: dict[str, str], code: str, cwd: Path = REPO) -> str:
+    """The last line ``code`` prints, run in a fresh process with ``env``."""
+    probe = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, check=True, capture_output=True, text=True
+    )
+    return probe.stdout.strip().splitlines()[-1]
+
+
 def probe_run(env: dict[str, str], cwd: Path = REPO) -> dict:
     """Per-step times, test metrics and tuning result of the newest run in the Dagster home of
     ``env``, read from its event log in a fresh process (the code in ``cwd``)."""
-    probe = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=env, cwd=cwd, check=True, capture_output=True, text=True
-    )
-    return json.loads(probe.stdout.strip().splitlines()[-1])
+    return json.loads(_run_probe(env, _PROBE, cwd))
 
 
 _PROBE = (
@@ -142,6 +178,22 @@ def outside_ml_calls(dagster_runs: list[dict], bare_runs: list[dict]) -> dict:
         "overhead_ratio_outside_ml": statistics.median(
             (b["wall_s"] + a) / b["wall_s"] for b, a in zip(bare_runs, added, strict=True)
         ),
+    }
+
+
+def overhead(dagster_runs: list[dict], bare_runs: list[dict]) -> dict:
+    """Dagster runs against the bare script's, pair by pair: the median run, the walls, the
+    ratio of the median walls (the mean of the middle two for an even count), each alternating
+    pair's own ratio (the spread) and the time outside the ML calls."""
+    return {
+        "dagster": _median_run(dagster_runs),
+        "dagster_walls_s": [r["wall_s"] for r in dagster_runs],
+        "overhead_ratio": statistics.median(r["wall_s"] for r in dagster_runs)
+        / statistics.median(r["wall_s"] for r in bare_runs),
+        "pair_ratios": [
+            d["wall_s"] / b["wall_s"] for d, b in zip(dagster_runs, bare_runs, strict=True)
+        ],
+        **outside_ml_calls(dagster_runs, bare_runs),
     }
 
 
@@ -254,7 +306,8 @@ def markdown(report: dict) -> str:
     )
     lines += [
         "",
-        "Orchestration overhead (Dagster run ÷ bare script, whole processes, median walls): "
+        "Orchestration overhead (`dagster job execute` ÷ bare script, whole processes, median "
+        "walls): "
         + ", ".join(
             f"{c} **{report[c]['overhead_ratio']:.3f}** (pairs: "
             + ", ".join(f"{r:.3f}" for r in report[c]["pair_ratios"])
@@ -267,6 +320,26 @@ def markdown(report: dict) -> str:
         "ratio includes experiment tracking as well as orchestration.",
         "",
     ]
+    for c in report["configs"]:
+        if "launched" in report[c]:
+            r = report[c]["launched"]
+            lines += [
+                f"Runs launched through `housing-code-server` ({c}; as from the UI, the sensor "
+                "and the compose stack, forked from a preloaded process; run created → ended): "
+                + ", ".join(f"{w:.1f}" for w in r["dagster_walls_s"])
+                + f" s; ÷ bare **{r['overhead_ratio']:.3f}** (pairs: "
+                + ", ".join(f"{x:.3f}" for x in r["pair_ratios"])
+                + ")"
+                + (
+                    "; outside the ML calls "
+                    + ", ".join(f"{x:.1f}" for x in r["outside_ml_dagster_s"])
+                    + f" s, the bare wall plus what that adds: **{r['overhead_ratio_outside_ml']:.3f}**"
+                    if "overhead_ratio_outside_ml" in r
+                    else ""
+                )
+                + ".",
+                "",
+            ]
     for c in report["configs"]:
         if "overhead_ratio_outside_ml" in report[c]:
             r = report[c]
@@ -333,6 +406,12 @@ def main() -> None:
         default=1,
         help="Dagster/bare pairs per configuration (alternating; medians reported)",
     )
+    parser.add_argument(
+        "--no-launched",
+        dest="launched",
+        action="store_false",
+        help="skip the runs launched through housing-code-server (CLI runs and bare only)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -341,29 +420,26 @@ def main() -> None:
     report: dict = {"configs": configs, "calibration": calibrate()}
     for config in configs:
         job = "housing_pipeline_job" if config == "default" else "housing_smoke_job"
-        dagster_runs, bare_runs = [], []
-        for i in range(args.repeats):  # alternating, so that drift in the machine hits both
+        dagster_runs, launched_runs, bare_runs = [], [], []
+        for i in range(args.repeats):  # alternating, so that drift in the machine hits all
             print(f"[{config}] Dagster run {i + 1} ...", flush=True)
             dagster_runs.append(dagster_run(job, args.source))
+            if args.launched:
+                print(f"[{config}] launched Dagster run {i + 1} ...", flush=True)
+                launched_runs.append(launched_run(job, args.source))
             print(f"[{config}] bare script {i + 1} ...", flush=True)
             bare_runs.append(bare_run(config, args.source))
-        dagster, bare = _median_run(dagster_runs), _median_run(bare_runs)
         report[config] = {
-            "dagster": dagster,
-            "bare": bare,
-            "dagster_walls_s": [r["wall_s"] for r in dagster_runs],
+            "bare": _median_run(bare_runs),
             "bare_walls_s": [r["wall_s"] for r in bare_runs],
-            # Ratio of the median walls (the mean of the middle two for an even count), and
-            # each alternating pair's own ratio, to show the spread.
-            "overhead_ratio": statistics.median(r["wall_s"] for r in dagster_runs)
-            / statistics.median(r["wall_s"] for r in bare_runs),
-            "pair_ratios": [
-                d["wall_s"] / b["wall_s"] for d, b in zip(dagster_runs, bare_runs, strict=True)
-            ],
-            **outside_ml_calls(dagster_runs, bare_runs),
+            **overhead(dagster_runs, bare_runs),
         }
+        if launched_runs:
+            report[config]["launched"] = overhead(launched_runs, bare_runs)
         print(
-            f"[{config}] Dagster {dagster['wall_s']:.1f} s, bare {bare['wall_s']:.1f} s", flush=True
+            f"[{config}] Dagster {report[config]['dagster']['wall_s']:.1f} s, bare "
+            f"{report[config]['bare']['wall_s']:.1f} s",
+            flush=True,
         )
     report["scaling"] = []
     for scale in args.scales:

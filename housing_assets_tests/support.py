@@ -92,15 +92,32 @@ def background_server(
         _wait_until_answering(ready_url, proc, timeout_s, log_path)
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         if log_path:
             log.close()
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """SIGTERM to ``proc``'s process group (it was started in a session of its own), SIGKILL
+    after ``timeout_s``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
+    """The first truthy value of ``predicate()``, polled every ``poll_s``; TimeoutError after
+    ``timeout_s`` naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(poll_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def _wait_until_answering(
@@ -177,6 +194,68 @@ def _dagster_cli(command: list[str], options: list[str], env: dict, **run_option
         capture_output=True,
         text=True,
         **{"timeout": 900, **run_options},
+    )
+
+
+@contextlib.contextmanager
+def warm_code_server(env: dict, tmp: str | Path) -> Iterator[Path]:
+    """`housing-code-server` for this code location on a free port, as the compose stack's
+    code service runs it; yields a workspace file pointing at it, once the server answers
+    Dagster's gRPC health check. Its log is ``tmp/code-server.log``."""
+    port = free_port()
+    workspace = Path(tmp, "workspace-grpc.yaml")
+    workspace.write_text(
+        "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+        f"      port: {port}\n      location_name: housing_assets\n"
+    )
+    bin_dir = Path(sys.executable).parent
+    log_path = Path(tmp, "code-server.log")
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [str(bin_dir / "housing-code-server"), "-h", "127.0.0.1", "-p", str(port)]
+            + ["-m", "housing_assets.definitions"],
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            check = [str(bin_dir / "dagster"), "api", "grpc-health-check", "-p", str(port)]
+            while subprocess.run(check, capture_output=True).returncode != 0:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"housing-code-server did not start\n{log_path.read_text()}")
+                time.sleep(0.5)
+            yield workspace
+        finally:
+            stop_process_group(server)
+
+
+def launch_runs_at_once(env: dict) -> None:
+    """Make the project under ``env`` launch a submitted run at once (Dagster's default run
+    coordinator) instead of queueing it for the daemon, the instance file otherwise as shipped."""
+    import yaml
+
+    instance_file = Path(env["DAGSTER_HOME"], "dagster.yaml")
+    config = yaml.safe_load(instance_file.read_text())
+    config["run_coordinator"] = {
+        "module": "dagster._core.run_coordinator",
+        "class": "DefaultRunCoordinator",
+    }
+    instance_file.write_text(yaml.safe_dump(config))
+
+
+def launch_job_cli(job: str, env: dict, workspace: Path, **run_options):
+    """`dagster job launch` of ``job`` through the code server of ``workspace``."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-w", str(workspace)]
+        + ["-j", job],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        **{"timeout": 300, **run_options},
     )
 
 
