@@ -1,8 +1,9 @@
 """Landing -> served: how long a new batch takes to reach the model server.
 
 A fresh project is trained once (``--config``: default or smoke), then the real pieces run as
-a user runs them: ``dagster-daemon`` (the retraining sensor) and ``housing-serve`` following
-``champion``. A batch of plausible new rows is renamed into the landing folder (the documented
+deployed: ``housing-code-server`` (the code location, whose runs start warm; ``--code-server
+stock`` for Dagster's own, as `make dev` runs it), ``dagster-daemon`` (the retraining sensor)
+and ``housing-serve`` following ``champion``. A batch of plausible new rows is renamed into the landing folder (the documented
 write-then-rename, taken at the next tick) and the clock runs until ``/invocations`` answers
 with the new version. The report splits the time into phases and carries a calibration:
 
@@ -12,6 +13,7 @@ with the new version. The report splits the time into phases and carries a calib
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -31,6 +33,7 @@ from common import (
     free_port,
     fresh_project_env,
     wait_for,
+    warm_code_server,
 )
 
 
@@ -87,6 +90,13 @@ def main() -> None:
     parser.add_argument("--source", default=DEFAULT_SOURCE)
     parser.add_argument("--sensor-interval-s", type=float, default=5.0)
     parser.add_argument("--serve-poll-s", type=float, default=1.0)
+    parser.add_argument(
+        "--code-server",
+        choices=["warm", "stock"],
+        default="warm",
+        help="warm: housing-code-server, as the compose stack runs it (default); stock: the "
+        "daemon starts Dagster's own code server from workspace.yaml, as `make dev` does",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -118,13 +128,20 @@ def main() -> None:
             str(Path(sys.executable).parent / "housing-serve"),
             *("--port", str(port), "--poll-s", str(args.serve_poll_s)),
         ]
+        code_servers = contextlib.ExitStack()
+        workspace = (
+            code_servers.enter_context(warm_code_server(env, tmp))
+            if args.code_server == "warm"
+            else REPO / "workspace.yaml"  # the daemon starts Dagster's own code server
+        )
         daemon = [
             str(Path(sys.executable).parent / "dagster-daemon"),
             "run",
             "-w",
-            "workspace.yaml",
+            str(workspace),
         ]
         with (
+            code_servers,
             background_server(serve, f"http://127.0.0.1:{port}/ping", env=env),
             subprocess.Popen(
                 daemon,
@@ -192,6 +209,7 @@ def main() -> None:
                     }
             finally:
                 os.killpg(proc.pid, 15)
+    report["code_server"] = args.code_server
     report["sensor_interval_s"] = args.sensor_interval_s
     report["serve_poll_s"] = args.serve_poll_s
     text = json.dumps(report, indent=2)

@@ -79,7 +79,7 @@ import json, time
 from dagster import DagsterInstance
 instance = DagsterInstance.get()
 while not (record := instance.get_run_records(limit=1)[0]).end_time:
-    time.sleep(0.5)
+    time.sleep(5)  # seldom: this process shares the two cores with the run it waits for
 assert record.dagster_run.status.value == "SUCCESS", record.dagster_run.status
 print(json.dumps({"wall_s": record.end_time - record.create_timestamp.timestamp()}))
 """

@@ -275,6 +275,10 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     # The image runs as a non-root user; the GCP key file arrived (read-only) where the
     # variable points; the model service waits for a champion with 503s, not restarts.
     assert stack.exec("code", "id -u").strip() == "1000"
+    # The code service is housing-code-server: healthy only once its forkserver (the warm
+    # parent of every run it launches) is up.
+    processes = stack.exec("code", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+    assert "housing-code-server" in processes and "multiprocessing.forkserver" in processes
     key_in_container = stack.exec("code", 'cat "$GOOGLE_APPLICATION_CREDENTIALS"')
     assert json.loads(key_in_container)["project_id"] == "housing-test"
     status, body, _ = predict(stack, [ROW])
