@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from run import outside_ml_calls, seconds_outside_ml  # noqa: E402
+from run import outside_ml_calls, overhead, seconds_outside_ml  # noqa: E402
 
 from housing_assets_tests.support import ML_ASSETS  # noqa: E402
 
@@ -41,3 +41,13 @@ def test_the_drift_of_the_ml_calls_leaves_the_outside_ratio_alone():
 
 def test_runs_without_compute_s_give_no_outside_ratio():
     assert outside_ml_calls([{"wall_s": 100.0, "steps_s": {}}], [bare_run(90.0, 85.0)]) == {}
+
+
+def test_overhead_of_cli_or_launched_runs_against_the_same_bare_runs():
+    dagster = [dagster_run(w, w - 8.0) for w in (150.0, 170.0, 140.0)]
+    bare = [bare_run(w, w - 3.0) for w in (145.0, 150.0, 160.0)]
+    report = overhead(dagster, bare)
+    assert report["dagster"]["wall_s"] == 150.0  # the median run
+    assert report["overhead_ratio"] == pytest.approx(150.0 / 150.0)
+    assert report["pair_ratios"] == pytest.approx([150 / 145, 170 / 150, 140 / 160])
+    assert report["outside_ml_added_s"] == pytest.approx([5.0, 5.0, 5.0])
