@@ -16,6 +16,9 @@ takes the options of ``dagster api grpc`` and is what the compose stack's code s
 The server reports healthy once the forkserver is warm. If the forkserver cannot start, runs
 are spawned as by the stock server (logged); if one of its imports fails, runs import it
 themselves. (`make dev` keeps Dagster's own code server, which reloads edited code.)
+
+It subclasses Dagster's private ``dagster._grpc.server.DagsterApiServer`` (its ``_mp_ctx``):
+Dagster is pinned, and housing_assets_tests/test_code_server.py fails if a run no longer forks from here.
 """
 
 from __future__ import annotations
