@@ -128,7 +128,8 @@ def run(
             threads=threads,
         )
     with step("registered_model"):  # the registry's I/O is not part of the ML work measured
-        fitted = fit_final_model(split, tuned, threads=threads)
+        registration = settings_from(ops, "registered_model", steps.RegistrationSettings)
+        fitted = fit_final_model(split, tuned, threads=threads, seeds=registration.seeds)
     steps_run.append(
         {
             "step": "result",

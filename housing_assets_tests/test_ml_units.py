@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from housing_assets.ml.cv import FoldCache
 from housing_assets.ml.features import (
     ClusterSimilarity,
+    NeighborHousingEncoder,
     NeighborIncomeEncoder,
     NeighborPriceEncoder,
     RatioFeatures,
@@ -22,7 +23,13 @@ from housing_assets.ml.imputation import (
     masked_reconstruction,
 )
 from housing_assets.ml.models import FAMILIES, compare_families, param_grid
-from housing_assets.ml.pipeline import FeatureSpec, LogPriceRegressor, build_model_pipeline
+from housing_assets.ml.pipeline import (
+    FeatureSpec,
+    LogPriceRegressor,
+    SeedAveragedRegressor,
+    build_model_pipeline,
+    feature_importances,
+)
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, TARGET
 from housing_assets.ml.tuning import SEARCH_SPACES, tune
 
@@ -187,6 +194,97 @@ def test_neighbor_income_encoder_fills_a_missing_income_and_names_its_columns():
     assert row[0, 1] == pytest.approx(3.5 / 1.5)  # the training median over its neighbours'
     with pytest.raises(ValueError, match="latitude"):
         NeighborIncomeEncoder().fit(X[:, :2], np.ones(6))
+
+
+def _housing_rows(ages):
+    """Districts on a line, one degree apart: (lat, lon, age, rooms, population, households)."""
+    n = len(ages)
+    return np.column_stack(
+        [
+            np.arange(n, dtype=float),
+            np.zeros(n),
+            ages,
+            np.full(n, 50.0),
+            np.full(n, 30.0),
+            np.full(n, 10.0),
+        ]
+    )
+
+
+def test_neighbor_housing_encoder_describes_training_rows_as_new_ones():
+    X = _housing_rows([10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    enc = NeighborHousingEncoder(n_neighbors=(2,))
+    encoded = enc.fit_transform(X)
+    names = list(enc.get_feature_names_out())
+    assert names == [
+        "neighbor2_age",
+        "neighbor2_rooms_per_house",
+        "neighbor2_people_per_house",
+        "neighbor2_log_households",
+        "age_vs_neighbor2",
+        "rooms_per_house_vs_neighbor2",
+        "people_per_house_vs_neighbor2",
+        "log_households_vs_neighbor2",
+    ]
+    assert encoded.shape == (6, 8)
+    # Row 2 (age 30) leaves itself out: its two nearest others are rows 1 and 3 (ages 20, 40).
+    assert encoded[2, 0] == pytest.approx(30.0) and encoded[2, 4] == pytest.approx(0.0)
+    # Row 0's nearest others are rows 1 and 2: a neighbourhood 15 years older than it.
+    assert encoded[0, 0] == pytest.approx(25.0) and encoded[0, 4] == pytest.approx(-15.0)
+    assert encoded[0, 1:4] == pytest.approx([5.0, 3.0, np.log(10.0)])
+    # A new district counts every training row, itself not among them.
+    new = enc.transform(_housing_rows([15.0])[:, :] + [[0.0, 0, 0, 50, 0, 0]])
+    assert new[0, 0] == pytest.approx(15.0)  # rows 0 and 1
+    assert new[0, 5] == pytest.approx(10.0 - 5.0)  # 100 rooms per household against 5
+
+
+def test_neighbor_housing_encoder_fills_missing_traits_and_checks_its_columns():
+    X = _housing_rows([10.0, 20.0, 30.0, 40.0, 50.0])
+    enc = NeighborHousingEncoder(n_neighbors=(2,)).fit(X)
+    gap = _housing_rows([np.nan])
+    gap[0, 5] = 0.0  # no households: rooms and people per household are undefined
+    row = enc.transform(gap)
+    assert np.isfinite(row).all()
+    assert row[0, 4] == pytest.approx(30.0 - 15.0)  # the training median age against rows 0, 1
+    with pytest.raises(ValueError, match="housing_median_age"):
+        NeighborHousingEncoder().fit(X[:, :4])
+
+
+def test_seed_averaged_regressor_predicts_the_mean_of_one_fit_per_seed():
+    from sklearn.ensemble import RandomForestRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X[:, 0] + rng.normal(scale=0.5, size=200)
+    forest = RandomForestRegressor(n_estimators=5, max_samples=0.5, random_state=0)
+    averaged = SeedAveragedRegressor(forest, seeds=(3, 4)).fit(X, y)
+    singles = [forest.set_params(random_state=s).fit(X, y).predict(X) for s in (3, 4)]
+    assert not np.allclose(singles[0], singles[1])  # the seeds do differ
+    assert averaged.predict(X) == pytest.approx(np.mean(singles, axis=0))
+    assert [m.random_state for m in averaged.estimators_] == [3, 4]
+
+
+def test_seed_averaged_regressor_fits_a_deterministic_regressor_once():
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(10.0)[:, None]
+    averaged = SeedAveragedRegressor(LinearRegression(), seeds=(1, 2, 3)).fit(X, 2 * X[:, 0])
+    assert len(averaged.estimators_) == 1
+    assert averaged.predict(np.array([[20.0]]))[0] == pytest.approx(40.0)
+
+
+def test_feature_importances_of_a_seed_averaged_model_are_the_members_mean(synthetic_housing):
+    train = synthetic_housing.dropna(subset=[TARGET])
+    spec = FeatureSpec(imputation_strategy="median", n_clusters=3)
+    model = SeedAveragedRegressor(FAMILIES["forest"].build({"n_estimators": 5}, 1), seeds=(1, 2))
+    pipeline = build_model_pipeline(spec, model).fit(train[FEATURE_COLUMNS], train[TARGET])
+    table = feature_importances(pipeline)
+    members = pipeline.named_steps["model"].regressor_.estimators_
+    mean = np.mean([m.feature_importances_ for m in members], axis=0)
+    names = pipeline.named_steps["preprocess"].get_feature_names_out()
+    top = names[np.argmax(mean)]
+    assert table.iloc[0]["feature"] == top
+    assert table["importance_pct"].sum() == pytest.approx(100.0)
 
 
 def test_log_price_regressor_never_answers_above_the_highest_training_price():
@@ -443,7 +541,7 @@ _FIXED_COLUMN_CHECKS = [
     "check_fit_check_is_fitted",
     "check_n_features_in",
 ]
-_RATIO_ONLY_CHECKS = [  # RatioFeatures is also given fewer columns than its 8 in these
+_THREE_COLUMN_CHECKS = [  # these feed 3 columns: fewer than RatioFeatures' 8 and NeighborHousingEncoder's 6
     "check_fit_score_takes_y",
     "check_dont_overwrite_parameters",
     "check_pipeline_consistency",
@@ -453,11 +551,10 @@ _RATIO_ONLY_CHECKS = [  # RatioFeatures is also given fewer columns than its 8 i
     "check_methods_subset_invariance",
     "check_dict_unchanged",
     "check_fit2d_predict1d",
-    "check_estimators_nan_inf",
 ]
 _EXPECTED_FAILURES = {
     "RatioFeatures": dict.fromkeys(
-        _FIXED_COLUMN_CHECKS + _RATIO_ONLY_CHECKS,
+        [*_FIXED_COLUMN_CHECKS, *_THREE_COLUMN_CHECKS, "check_estimators_nan_inf"],
         "RatioFeatures reads the 8 numeric columns by position; the check feeds fewer",
     ),
     "NeighborIncomeEncoder": dict.fromkeys(
@@ -470,6 +567,17 @@ _EXPECTED_FAILURES = {
         "fit_transform leaves each training row out of its own neighbourhood, so a row's "
         "radius there is the distance to its nearest other row; transform counts the row itself "
         "(0 away). The check expects both to agree",
+    ),
+    "NeighborHousingEncoder": dict.fromkeys(
+        [
+            *_FIXED_COLUMN_CHECKS,
+            *_THREE_COLUMN_CHECKS,
+            "check_transformer_general",
+            "check_transformer_data_not_an_array",
+        ],
+        "NeighborHousingEncoder reads six columns by position, and its fit_transform leaves "
+        "each training row out of its own neighbourhood (transform counts it); the checks "
+        "feed other column counts and expect both to agree",
     ),
     "ClusterSimilarity": {
         "check_sample_weight_equivalence_on_dense_data": "KMeans' k-means++ initialisation "
@@ -491,6 +599,7 @@ def _custom_estimators():
         NeighborPriceEncoder(n_neighbors=3),
         NeighborPriceEncoder(n_neighbors=3, radius=False),  # the lags alone pass every check
         NeighborIncomeEncoder(income_neighbors=3, premium_neighbors=(2,)),
+        NeighborHousingEncoder(n_neighbors=(2,)),
         SampledKNeighborsRegressor(),
     ]
 

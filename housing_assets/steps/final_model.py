@@ -21,7 +21,11 @@ from housing_assets.io.registry import (
 )
 from housing_assets.ml.metrics import regression_metrics
 from housing_assets.ml.models import FAMILIES
-from housing_assets.ml.pipeline import build_model_pipeline, feature_importances
+from housing_assets.ml.pipeline import (
+    SeedAveragedRegressor,
+    build_model_pipeline,
+    feature_importances,
+)
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
 
 
@@ -32,6 +36,16 @@ class RegistrationSettings:
     wmape_tolerance_pp: float = 0.1
     rmse_tolerance: float = 0.01
     force_promote: bool = False
+    # The registered model averages this many fits of the tuned regressor with different
+    # seeds (1: a single fit); see SeedAveragedRegressor.
+    seeds: int = 3
+
+
+def final_seeds(count: int) -> tuple[int, ...]:
+    """The seeds of the final fits: the search's own seed first, so one seed is its fit."""
+    if count < 1:
+        raise ValueError(f"registered_model: seeds must be at least 1, got {count}")
+    return (42, *range(1, count))
 
 
 @dataclass
@@ -52,12 +66,14 @@ class Registration:
     description: str
 
 
-def fit_final_model(split: HousingSplit, tuned: TunedParams, *, threads: int) -> FittedModel:
-    """One pipeline from the raw columns to the price, fitted on all training rows and scored
-    once on the test rows."""
+def fit_final_model(
+    split: HousingSplit, tuned: TunedParams, *, threads: int, seeds: int
+) -> FittedModel:
+    """One pipeline from the raw columns to the price, fitted on all training rows (the mean
+    of ``seeds`` fits of the tuned regressor) and scored once on the test rows."""
     start = time.perf_counter()
     family = FAMILIES[tuned.family]
-    regressor = family.build(tuned.params, threads)
+    regressor = SeedAveragedRegressor(family.build(tuned.params, threads), final_seeds(seeds))
     pipeline = build_model_pipeline(split.spec, regressor, scale=family.scale)
     pipeline.fit(split.train[FEATURE_COLUMNS], split.train[TARGET])
     predictions = pipeline.predict(split.test[FEATURE_COLUMNS])
@@ -81,7 +97,7 @@ def register(
 ) -> Registration:
     """Fit, register (inside the caller's active MLflow run) and apply the promotion gate: the
     challenger is compared with the current champion on the same test rows."""
-    fitted = fit_final_model(split, tuned, threads=threads)
+    fitted = fit_final_model(split, tuned, threads=threads, seeds=settings.seeds)
     metrics, source = fitted.test_metrics, split.source
     description = model_description(
         tuned.family,
@@ -101,6 +117,7 @@ def register(
         "features": FEATURE_COLUMNS,
         "target": TARGET,
         "target_transform": "log",
+        "seeds": list(final_seeds(settings.seeds)),
         "data": source.as_dict(),
     }
     version, mlflow_run_id = registry.log_and_register(
