@@ -133,7 +133,10 @@ FAMILIES: dict[str, ModelFamily] = {
             "boosting",
             "LightGBM gradient boosting",
             _lightgbm,
-            {"objective": ["huber", "regression"], "num_leaves": [63, 31]},
+            # Squared loss lost to Huber by ~0.3 pp CV wMAPE in every comparison since Huber
+            # came in (11.80 vs 11.51 at 63 leaves): the search still tries it, the grid no
+            # longer pays its six fits (~9 s of the default run).
+            {"num_leaves": [63, 31]},
             False,
             True,
             LIGHTGBM_DEFAULTS,
