@@ -5,7 +5,8 @@ deployed: ``housing-code-server`` (the code location, whose runs start warm; ``-
 stock`` for Dagster's own, as `make dev` runs it), ``dagster-daemon`` (the retraining sensor)
 and ``housing-serve`` following ``champion``. A batch of plausible new rows is renamed into
 the landing folder (the documented write-then-rename, taken at the next tick) and the clock
-runs until ``/invocations`` answers with the new version. The report splits the time into phases and carries a calibration:
+runs until ``/invocations`` answers with the new version. The report splits the time into
+phases and carries a calibration:
 
     .venv/bin/python benchmarks/retrain_latency.py --config default --out /tmp/latency.json
 """

@@ -541,7 +541,8 @@ _FIXED_COLUMN_CHECKS = [
     "check_fit_check_is_fitted",
     "check_n_features_in",
 ]
-_THREE_COLUMN_CHECKS = [  # these feed 3 columns: fewer than RatioFeatures' 8 and NeighborHousingEncoder's 6
+# These feed 3 columns: fewer than RatioFeatures' 8 and NeighborHousingEncoder's 6.
+_THREE_COLUMN_CHECKS = [
     "check_fit_score_takes_y",
     "check_dont_overwrite_parameters",
     "check_pipeline_consistency",
