@@ -109,13 +109,25 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = 60) -> None:
         proc.wait()
 
 
-def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
+def wait_for(
+    predicate,
+    timeout_s: float,
+    what: str,
+    poll_s: float = 0.1,
+    process: subprocess.Popen | None = None,
+):
     """The first truthy value of ``predicate()``, polled every ``poll_s``; TimeoutError after
-    ``timeout_s`` naming ``what``."""
+    ``timeout_s`` naming ``what``, RuntimeError at once if ``process`` (the server doing the
+    work) exits first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if value := predicate():
             return value
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"{' '.join(map(str, process.args[:3]))} exited ({process.returncode}) "
+                f"while waiting for {what}"
+            )
         time.sleep(poll_s)
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 

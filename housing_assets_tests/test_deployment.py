@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from housing_assets_tests.support import REPO_ROOT, free_port
+from housing_assets_tests.support import REPO_ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.deployment
 
@@ -141,16 +141,6 @@ def predict(stack: Stack, rows: list[dict]) -> tuple[int, dict, str | None]:
             return response.status, json.loads(response.read()), response.headers["x-model-version"]
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}"), exc.headers.get("x-model-version")
-
-
-def wait_for(predicate, timeout_s: float, what: str, every_s: float = 2.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def batch_csv(raw_frame, seed: int, n: int = 150) -> bytes:
@@ -268,6 +258,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
         lambda: (s := stack.health()) and all(h == "healthy" for h in s.values()) and s,
         300,
         "every service to be healthy",
+        poll_s=2,
     )
     timings["up_to_healthy_s"] = time.monotonic() - start
     assert set(states) == set(SERVICES)
@@ -296,14 +287,17 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
         ),
         900,
         "the GraphQL-submitted run",
-        every_s=3,
+        poll_s=3,
     )
     timings["first_run_s"] = time.monotonic() - start
     assert final == "SUCCESS", stack.logs(["code"], 120)
 
     # 2. The model service picks up the first champion by itself (no restart).
     status, body, version = wait_for(
-        lambda: (r := predict(stack, [ROW])) and r[0] == 200 and r, 60, "version 1 to be served"
+        lambda: (r := predict(stack, [ROW])) and r[0] == 200 and r,
+        60,
+        "version 1 to be served",
+        poll_s=2,
     )
     assert version == "1" and 15_000 < body["predictions"][0] < 1_000_000, body
     restarts = subprocess.run(
@@ -319,7 +313,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     loop.start()
     start = time.monotonic()
     land(stack, "batch-001.csv", batch_csv(raw_frame, 1))
-    wait_for(lambda: loop.versions.get("2"), 900, "version 2 to be served", every_s=1)
+    wait_for(lambda: loop.versions.get("2"), 900, "version 2 to be served", poll_s=1)
     timings["landing_to_served_s"] = time.monotonic() - start
     loop.stop.set()
     loop.join()
@@ -340,6 +334,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
         lambda: stack.exec("daemon", f"cat {reason_file} 2>/dev/null || true"),
         120,
         "the malformed batch to be quarantined",
+        poll_s=2,
     )
     assert "batch-002.csv: column 'median_income' must be numeric" in reason
     assert predict(stack, [ROW])[2] == "2"

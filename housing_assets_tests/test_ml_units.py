@@ -273,6 +273,54 @@ def test_seed_averaged_regressor_fits_a_deterministic_regressor_once():
     assert averaged.predict(np.array([[20.0]]))[0] == pytest.approx(40.0)
 
 
+def test_final_seeds_start_with_the_tuned_regressors_own():
+    from housing_assets.steps.final_model import final_seeds
+
+    assert final_seeds(3, 42) == (42, 1, 2)
+    assert final_seeds(3, 1) == (1, 2, 3)  # never the same seed twice
+    assert final_seeds(1, 42) == (42,)
+    assert final_seeds(3, None) == ()  # no seed to vary: one fit
+    with pytest.raises(ValueError, match="seeds must be at least 1"):
+        final_seeds(0, 42)
+
+
+def test_one_seed_registers_exactly_the_tuned_fit_and_three_average_around_it(synthetic_housing):
+    from dataclasses import replace
+
+    from housing_assets.datasets import HousingSplit, TunedParams
+    from housing_assets.steps.final_model import fit_final_model
+
+    rows = synthetic_housing.dropna(subset=[TARGET])
+    split = HousingSplit(
+        train=rows.iloc[:450],
+        test=rows.iloc[450:],
+        spec=FeatureSpec(imputation_strategy="median", n_clusters=3),
+    )
+    tuned = TunedParams(
+        family="boosting",
+        params={**FAMILIES["boosting"].defaults, "n_estimators": 30, "num_leaves": 7},
+        metric="wmape",
+        cv_metrics={},
+        trials=None,
+    )
+    single = fit_final_model(split, tuned, threads=1, seeds=1)
+    assert single.seeds == (42,)
+    plain = build_model_pipeline(split.spec, FAMILIES["boosting"].build(tuned.params, 1))
+    plain.fit(split.train[FEATURE_COLUMNS], split.train[TARGET])
+    assert single.test_predictions == pytest.approx(plain.predict(split.test[FEATURE_COLUMNS]))
+
+    averaged = fit_final_model(split, tuned, threads=1, seeds=3)
+    members = averaged.pipeline.named_steps["model"].regressor_.estimators_
+    assert averaged.seeds == (42, 1, 2)
+    assert [m.random_state for m in members] == [42, 1, 2]
+    assert not np.allclose(averaged.test_predictions, single.test_predictions)
+
+    # Ridge's random_state is None (its solvers here are exact): nothing to vary, one fit
+    ridge = fit_final_model(split, replace(tuned, family="linear", params={}), threads=1, seeds=3)
+    assert ridge.seeds == ()
+    assert len(ridge.pipeline.named_steps["model"].regressor_.estimators_) == 1
+
+
 def test_feature_importances_of_a_seed_averaged_model_are_the_members_mean(synthetic_housing):
     train = synthetic_housing.dropna(subset=[TARGET])
     spec = FeatureSpec(imputation_strategy="median", n_clusters=3)

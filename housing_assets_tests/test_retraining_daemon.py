@@ -10,22 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from housing_assets_tests.support import REPO_ROOT, execute_job_cli
+from housing_assets_tests.support import REPO_ROOT, execute_job_cli, wait_for
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-
-
-def _wait_for(predicate, timeout_s: float, what: str, proc=None):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the daemon exited ({proc.returncode}) while waiting for {what}")
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def _batch(raw_frame, seed: int, n: int = 150):
@@ -97,7 +85,9 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
 
         # 1. A good batch: one run, a new model version.
         _batch(raw_frame, 1).to_csv(landing / "batch-001.csv", index=False)
-        runs = _wait_for(lambda: finished(1), 420, "the first retraining run", daemon)
+        runs = wait_for(
+            lambda: finished(1), 420, "the first retraining run", poll_s=2, process=daemon
+        )
         assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS], _log(tmp_path)
         assert runs[0].tags["housing/batches"] == "batch-001.csv"
         # Retrain, not retune: the stored choices pinned, no comparison and no search re-run.
@@ -120,11 +110,12 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
         bad["median_income"] = bad["median_income"].astype(str)
         bad.loc[3, "median_income"] = "about 4k"
         bad.to_csv(landing / "batch-002.csv", index=False)
-        _wait_for(
+        wait_for(
             lambda: (landing / "quarantine" / "batch-002.csv.reason.txt").is_file(),
             60,
             "the quarantine",
-            daemon,
+            poll_s=2,
+            process=daemon,
         )
         reason = (landing / "quarantine" / "batch-002.csv.reason.txt").read_text()
         assert "batch-002.csv: column 'median_income' must be numeric" in reason
@@ -135,13 +126,16 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
         # 3. Three batches at once: each processed exactly once.
         for i in (3, 4, 5):
             _batch(raw_frame, i).to_csv(landing / f"batch-00{i}.csv", index=False)
-        _wait_for(
+        wait_for(
             lambda: len(list((landing / "accepted").iterdir())) == 4,
             60,
             "the three batches to be accepted",
-            daemon,
+            poll_s=2,
+            process=daemon,
         )
-        runs = _wait_for(lambda: finished(2), 420, "the second retraining run", daemon)
+        runs = wait_for(
+            lambda: finished(2), 420, "the second retraining run", poll_s=2, process=daemon
+        )
         assert all(r.status == DagsterRunStatus.SUCCESS for r in runs), _log(tmp_path)
         time.sleep(8)
         runs = sensor_runs()
@@ -175,7 +169,7 @@ def test_daemon_retrains_on_batches_and_quarantines_bad_ones(isolated_env, raw_f
             done = len(found) >= len(expected) and all(r.is_finished for r in found)
             return (found,) if done else None
 
-        (retunes,) = _wait_for(settled_retunes, 600, "the retuning runs", daemon)
+        (retunes,) = wait_for(settled_retunes, 600, "the retuning runs", poll_s=2, process=daemon)
         assert sorted(r.tags["dagster/run_key"] for r in retunes) == expected
         assert len(versions()) == 1 + len(runs) + len(retunes)
     finally:

@@ -119,10 +119,11 @@ def _as_ks(n_neighbors) -> tuple[int, ...]:
     return tuple(sorted({int(k) for k in np.atleast_1d(n_neighbors)}))
 
 
-class _NeighbourhoodEncoding:
+class _NeighborhoodEncoding:
     """``fit_transform`` describes each training row by its neighbourhood without itself, as a
     new row is described; ``transform`` (validation, test, serving) looks only at training rows.
-    Subclasses fit a KD-tree in ``fit`` and implement ``_encode(X, leave_one_out)``."""
+    Subclasses fit a KD-tree in ``fit`` (``_fit_tree``) and implement
+    ``_encode(X, leave_one_out)``."""
 
     _needs_target = False
     _ensure_all_finite: bool | str = True
@@ -142,8 +143,15 @@ class _NeighbourhoodEncoding:
             self, X, dtype=float, reset=False, ensure_all_finite=self._ensure_all_finite
         )
 
+    def _fit_tree(self, coords: np.ndarray) -> None:
+        from sklearn.neighbors import KDTree
 
-class NeighborPriceEncoder(_NeighbourhoodEncoding, TransformerMixin, BaseEstimator):
+        if not np.isfinite(coords).all():
+            raise ValueError(f"{type(self).__name__} needs every row's coordinates")
+        self.tree_ = KDTree(coords)
+
+
+class NeighborPriceEncoder(_NeighborhoodEncoding, TransformerMixin, BaseEstimator):
     """What the nearest training districts sell for (spatial lags), at several neighbourhood sizes:
     for each k in ``n_neighbors`` the mean, median and spread of their log prices; with
     ``radius``, also how far each neighbourhood reaches (log distance in degrees to the k-th
@@ -166,10 +174,8 @@ class NeighborPriceEncoder(_NeighbourhoodEncoding, TransformerMixin, BaseEstimat
         super().__setstate__(state)
 
     def fit(self, X, y):
-        from sklearn.neighbors import KDTree
-
         X, y = validate_data(self, X, y, dtype=float, y_numeric=True)
-        self.tree_ = KDTree(X)
+        self._fit_tree(X)
         self.log_price_ = np.log(y)
         return self
 
@@ -195,7 +201,7 @@ class NeighborPriceEncoder(_NeighbourhoodEncoding, TransformerMixin, BaseEstimat
 INCOME_NEIGHBOR_COLUMNS = [*GEO_COLUMNS, "median_income"]
 
 
-class NeighborIncomeEncoder(_NeighbourhoodEncoding, TransformerMixin, BaseEstimator):
+class NeighborIncomeEncoder(_NeighborhoodEncoding, TransformerMixin, BaseEstimator):
     """How a district's income compares with its neighbourhood's, and what the neighbourhood pays
     for its income (the location premium).
 
@@ -228,14 +234,12 @@ class NeighborIncomeEncoder(_NeighbourhoodEncoding, TransformerMixin, BaseEstima
         return X[:, :2], income
 
     def fit(self, X, y):
-        from sklearn.neighbors import KDTree
-
-        X, y = validate_data(self, X, y, dtype=float, y_numeric=True, ensure_all_finite="allow-nan")
+        X, y = validate_data(
+            self, X, y, dtype=float, y_numeric=True, ensure_all_finite=self._ensure_all_finite
+        )
         self.median_income_ = float(np.nanmedian(X[:, 2])) if X.shape[1] == 3 else np.nan
         coords, income = self._split(X)
-        if not np.isfinite(coords).all():
-            raise ValueError("NeighborIncomeEncoder needs every row's coordinates")
-        self.tree_ = KDTree(coords)
+        self._fit_tree(coords)
         self.income_ = income
         self.log_premium_ = np.log(y) - np.log(np.clip(income, 1e-3, None))
         return self
@@ -270,7 +274,7 @@ HOUSING_NEIGHBOR_COLUMNS = [
 HOUSING_TRAITS = ["age", "rooms_per_house", "people_per_house", "log_households"]
 
 
-class NeighborHousingEncoder(_NeighbourhoodEncoding, TransformerMixin, BaseEstimator):
+class NeighborHousingEncoder(_NeighborhoodEncoding, TransformerMixin, BaseEstimator):
     """What the neighbourhood's housing is like, and how the district differs from it.
 
     For each k in ``n_neighbors``: the mean over the k nearest training districts of four traits
@@ -309,14 +313,10 @@ class NeighborHousingEncoder(_NeighbourhoodEncoding, TransformerMixin, BaseEstim
         return X[:, :2], traits
 
     def fit(self, X, y=None):
-        from sklearn.neighbors import KDTree
-
-        X = validate_data(self, X, dtype=float, ensure_all_finite="allow-nan")
+        X = validate_data(self, X, dtype=float, ensure_all_finite=self._ensure_all_finite)
         coords, traits = self._coords_and_traits(X)
-        if not np.isfinite(coords).all():
-            raise ValueError("NeighborHousingEncoder needs every row's coordinates")
+        self._fit_tree(coords)
         self.median_traits_ = np.nan_to_num(np.nanmedian(traits, axis=0))
-        self.tree_ = KDTree(coords)
         self.traits_ = self._filled(traits)
         return self
 

@@ -104,14 +104,14 @@ class SeedAveragedRegressor(RegressorMixin, BaseEstimator):
     ``random_state``): boosting on row and column samples varies from seed to seed, and the
     mean of three fits is steadier than any one (5-fold CV on training rows, mean log price of
     three seeds against each seed alone: MAPE -0.08 pp, RMSE -0.4 %). A regressor without a
-    ``random_state`` is fitted once."""
+    ``random_state``, or no seeds, is fitted once as it is."""
 
-    def __init__(self, regressor, seeds=(42, 1, 2)):
+    def __init__(self, regressor, seeds=(0, 1, 2)):
         self.regressor = regressor
         self.seeds = seeds
 
     def fit(self, X, y):
-        if "random_state" in self.regressor.get_params():
+        if self.seeds and "random_state" in self.regressor.get_params():
             members = [clone(self.regressor).set_params(random_state=s) for s in self.seeds]
         else:
             members = [clone(self.regressor)]

@@ -3,6 +3,7 @@ register the result and promote it when it is at least as good as the champion."
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,11 +42,16 @@ class RegistrationSettings:
     seeds: int = 3
 
 
-def final_seeds(count: int) -> tuple[int, ...]:
-    """The seeds of the final fits: the search's own seed first, so one seed is its fit."""
+def final_seeds(count: int, first: int | None) -> tuple[int, ...]:
+    """The seeds of the ``count`` final fits: ``first``, the tuned regressor's own seed (so one
+    member is the model the search scored), then 1, 2, ...; none for a regressor without a
+    seed, which is fitted once."""
     if count < 1:
         raise ValueError(f"registered_model: seeds must be at least 1, got {count}")
-    return (42, *range(1, count))
+    if first is None:
+        return ()
+    others = (seed for seed in itertools.count(1) if seed != first)
+    return (first, *itertools.islice(others, count - 1))
 
 
 @dataclass
@@ -54,6 +60,7 @@ class FittedModel:
     test_predictions: np.ndarray
     test_metrics: dict[str, float]
     importances: pd.DataFrame
+    seeds: tuple[int, ...]  # of the averaged fits (none: one fit of a regressor without a seed)
     seconds: float  # fitting and scoring, without the registry
 
 
@@ -73,7 +80,9 @@ def fit_final_model(
     of ``seeds`` fits of the tuned regressor) and scored once on the test rows."""
     start = time.perf_counter()
     family = FAMILIES[tuned.family]
-    regressor = SeedAveragedRegressor(family.build(tuned.params, threads), final_seeds(seeds))
+    tuned_regressor = family.build(tuned.params, threads)
+    fit_seeds = final_seeds(seeds, tuned_regressor.get_params().get("random_state"))
+    regressor = SeedAveragedRegressor(tuned_regressor, fit_seeds)
     pipeline = build_model_pipeline(split.spec, regressor, scale=family.scale)
     pipeline.fit(split.train[FEATURE_COLUMNS], split.train[TARGET])
     predictions = pipeline.predict(split.test[FEATURE_COLUMNS])
@@ -82,6 +91,7 @@ def fit_final_model(
         test_predictions=predictions,
         test_metrics=regression_metrics(split.test[TARGET], predictions),
         importances=feature_importances(pipeline),
+        seeds=fit_seeds,
         seconds=time.perf_counter() - start,
     )
 
@@ -117,7 +127,7 @@ def register(
         "features": FEATURE_COLUMNS,
         "target": TARGET,
         "target_transform": "log",
-        "seeds": list(final_seeds(settings.seeds)),
+        "seeds": list(fitted.seeds),
         "data": source.as_dict(),
     }
     version, mlflow_run_id = registry.log_and_register(
