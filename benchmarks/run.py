@@ -77,18 +77,21 @@ def launched_run(job: str, source: str) -> dict:
         return {"wall_s": wall, **probe_run(env)}
 
 
-def wait_for_run_end(dagster_home: Path, poll_s: float = 2.0) -> None:
-    """Until the newest run in ``dagster_home``'s SQLite run storage has ended. Read with
-    sqlite3 in this process, not through a Dagster instance: importing Dagster costs ~1.5 s of
-    CPU, which a waiting process would take from the run it measures on two cores."""
+def wait_for_run_end(dagster_home: Path, poll_s: float = 2.0, timeout_s: float = 3600) -> str:
+    """The status of the newest run in ``dagster_home``'s SQLite run storage once it has ended.
+    Read with sqlite3 in this process, not through a Dagster instance: importing Dagster costs
+    ~1.5 s of CPU, which a waiting process would take from the run it measures on two cores."""
     import sqlite3
 
     database = dagster_home / "history" / "runs.db"
+    deadline = time.monotonic() + timeout_s
     while True:
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
             (status,) = db.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the run in {dagster_home} is still {status} after {timeout_s} s")
         time.sleep(poll_s)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from run import outside_ml_calls, overhead, seconds_outside_ml  # noqa: E402
+from run import outside_ml_calls, overhead, seconds_outside_ml, wait_for_run_end  # noqa: E402
 
 from housing_assets_tests.support import ML_ASSETS  # noqa: E402
 
@@ -51,3 +51,17 @@ def test_overhead_of_cli_or_launched_runs_against_the_same_bare_runs():
     assert report["overhead_ratio"] == pytest.approx(150.0 / 150.0)
     assert report["pair_ratios"] == pytest.approx([150 / 145, 170 / 150, 140 / 160])
     assert report["outside_ml_added_s"] == pytest.approx([5.0, 5.0, 5.0])
+
+
+def test_waiting_for_a_launched_run_reads_its_status_from_the_run_storage(tmp_path):
+    import sqlite3
+
+    (tmp_path / "history").mkdir()
+    with sqlite3.connect(tmp_path / "history" / "runs.db") as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, status TEXT)")
+        db.execute("INSERT INTO runs (status) VALUES ('FAILURE'), ('STARTED')")
+    with pytest.raises(TimeoutError, match="still STARTED"):  # the newest run, not the first
+        wait_for_run_end(tmp_path, poll_s=0.01, timeout_s=0.05)
+    with sqlite3.connect(tmp_path / "history" / "runs.db") as db:
+        db.execute("UPDATE runs SET status = 'SUCCESS' WHERE id = 2")
+    assert wait_for_run_end(tmp_path, poll_s=0.01, timeout_s=0.05) == "SUCCESS"
