@@ -72,7 +72,9 @@ def launched_run(job: str, source: str) -> dict:
         launch_runs_at_once(env)
         with warm_code_server(env, tmp) as workspace:
             launch_job_cli(job, env, workspace, check=True)
-            wait_for_run_end(Path(env["DAGSTER_HOME"]))
+            status = wait_for_run_end(Path(env["DAGSTER_HOME"]))
+            if status != "SUCCESS":
+                raise RuntimeError(f"the launched {job} ended {status}; see {tmp}")
             wall = json.loads(_run_probe(env, _LAUNCHED_PROBE))["wall_s"]
         return {"wall_s": wall, **probe_run(env)}
 
@@ -99,7 +101,6 @@ _LAUNCHED_PROBE = """
 import json
 from dagster import DagsterInstance
 record = DagsterInstance.get().get_run_records(limit=1)[0]
-assert record.dagster_run.status.value == "SUCCESS", record.dagster_run.status
 print(json.dumps({"wall_s": record.end_time - record.create_timestamp.timestamp()}))
 """
 

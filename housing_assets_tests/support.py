@@ -132,21 +132,22 @@ def wait_for(
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def _wait_until_answering(
     url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path | None
 ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            what = f"exited with {proc.returncode}" if proc.poll() is not None else "timed out"
-            tail = log_path.read_text()[-3000:] if log_path and log_path.exists() else ""
-            raise RuntimeError(f"{' '.join(map(str, proc.args[:3]))} {what} before {url}\n{tail}")
-        time.sleep(0.5)
+    try:
+        wait_for(lambda: _answers(url), timeout_s, f"{url} to answer", poll_s=0.5, process=proc)
+    except (TimeoutError, RuntimeError) as exc:
+        tail = log_path.read_text()[-3000:] if log_path and log_path.exists() else ""
+        raise RuntimeError(f"{exc}\n{tail}") from exc
 
 
 def make_synthetic_housing(n: int = 600, seed: int = 0, missing: int = 20) -> pd.DataFrame:
