@@ -4,7 +4,7 @@
 #   daemon:        dagster-daemon run -w deploy/workspace.yaml
 #   code location: housing-code-server -h 0.0.0.0 -p 4000 -m housing_assets.definitions (default;
 #                  Dagster's code server whose runs start with their imports done, see
-#                  housing_assets/code_server.py)
+#                  housing_assets/platform/code_server.py)
 #   MLflow server: mlflow server --host 0.0.0.0 --port 5000 ...
 #   model server:  housing-serve --host 0.0.0.0 --port 5001 --wait
 # Behind a registry mirror: docker build --build-arg PYTHON_IMAGE=mirror.example/python:3.11-slim .
@@ -45,7 +45,7 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /opt/dagster/app
 COPY workspace.yaml dagster.yaml ./
-COPY housing_assets/smoke.yaml ./configs/smoke.yaml
+COPY housing_assets/defs/smoke.yaml ./configs/smoke.yaml
 COPY deploy ./deploy
 # The instance file is written into DAGSTER_HOME by the entry point (deploy/entrypoint.sh).
 RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR/landing" \

@@ -151,8 +151,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    from housing_assets.defs.smoke import SMOKE_OPS_CONFIG
     from housing_assets.io.source import fetch
-    from housing_assets.smoke import SMOKE_OPS_CONFIG
 
     ops = SMOKE_OPS_CONFIG if args.config == "smoke" else {}
     steps = run(fetch(args.source), ops, args.tune_family, args.scale)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
+from housing_assets.io.redaction import redact_url
 from housing_assets.ml.cv import FoldCache
 from housing_assets.ml.pipeline import FeatureSpec
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
-from housing_assets.redaction import redact_url
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,18 @@ import gc
 
 from dagster import Definitions
 
-from housing_assets.assets import PIPELINE_ASSETS
-from housing_assets.checks import PIPELINE_CHECKS
-from housing_assets.jobs import (
+from housing_assets.defs.assets import PIPELINE_ASSETS
+from housing_assets.defs.checks import PIPELINE_CHECKS
+from housing_assets.defs.jobs import (
     housing_pipeline_job,
     housing_smoke_job,
     retrain_job,
     retune_smoke_job,
 )
+from housing_assets.defs.schedules import weekly_retune
+from housing_assets.defs.sensors import new_batch_sensor, retune_sensor
+from housing_assets.platform.run_liveness import worker_tagging_in_process_executor
 from housing_assets.resources import build_resources
-from housing_assets.run_liveness import worker_tagging_in_process_executor
-from housing_assets.schedules import weekly_retune
-from housing_assets.sensors import new_batch_sensor, retune_sensor
 
 defs = Definitions(
     assets=PIPELINE_ASSETS,
@@ -27,7 +27,7 @@ defs = Definitions(
     resources=build_resources(),
     # The graph is a chain: a process per step would only add ~3-4 s of imports per step.
     # Parallelism lives inside the steps (n_jobs). The executor also records the run's worker
-    # so a killed run is failed by run monitoring (housing_assets/run_liveness.py).
+    # so a killed run is failed by run monitoring (housing_assets/platform/run_liveness.py).
     executor=worker_tagging_in_process_executor,
 )
 

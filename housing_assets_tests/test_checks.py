@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from housing_assets import checks
 from housing_assets.datasets import GeoFeatures, ImputedHousing, RegisteredModel
+from housing_assets.defs import checks
 from housing_assets.ml.pipeline import FeatureSpec
 from housing_assets.ml.schema import NUMERIC_FEATURES
 from housing_assets.ml.split import assign_split

@@ -21,7 +21,7 @@ from housing_assets_tests.support import (
 
 _FORK_FROM_WARM_CONTEXT = """
 import logging, pathlib, sys
-from housing_assets import code_server
+from housing_assets.platform import code_server
 import probe_target
 
 code_server.WARM_MODULES = [sys.argv[1]]
@@ -80,7 +80,7 @@ def test_launched_runs_start_in_the_warm_forkserver_and_succeed(isolated_env, tm
     from dagster import DagsterInstance, DagsterRunStatus
     from mlflow import MlflowClient
 
-    from housing_assets.run_liveness import WORKER_TAG, RunWorker
+    from housing_assets.platform.run_liveness import WORKER_TAG, RunWorker
 
     launch_runs_at_once(isolated_env)  # no daemon here: the launch goes straight to the server
     instance = DagsterInstance.get()

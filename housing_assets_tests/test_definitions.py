@@ -30,10 +30,10 @@ def test_code_location_has_the_contract_assets_in_a_chain():
 
 
 def test_the_smoke_configuration_is_one_file():
-    from housing_assets.smoke import SMOKE_RUN_CONFIG
+    from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 
     link = REPO_ROOT / "configs" / "smoke.yaml"
-    assert link.is_symlink() and link.resolve() == REPO_ROOT / "housing_assets" / "smoke.yaml"
+    assert link.is_symlink() and link.resolve() == REPO_ROOT / "housing_assets" / "defs" / "smoke.yaml"
     assert SMOKE_RUN_CONFIG["ops"]["tuned_params"]["config"]["n_trials"] == 4
 
 
@@ -42,9 +42,9 @@ def test_asset_configs_are_the_step_settings():
     converts back to the settings type: a new setting is added in one place."""
     import dataclasses
 
-    from housing_assets.assets.modeling import ComparisonConfig, TuningConfig
-    from housing_assets.assets.preparation import GeoConfig, ImputationConfig
-    from housing_assets.assets.registry import RegistrationConfig
+    from housing_assets.defs.assets.modeling import ComparisonConfig, TuningConfig
+    from housing_assets.defs.assets.preparation import GeoConfig, ImputationConfig
+    from housing_assets.defs.assets.registry import RegistrationConfig
     from housing_assets.steps import (
         ComparisonSettings,
         GeoSettings,

@@ -507,7 +507,7 @@ def test_a_pinned_k_is_taken_without_cross_validation(synthetic_housing, monkeyp
     shape = ["inertia", "silhouette_sampled"]
     assert pinned[shape].iloc[0].tolist() == grid.loc[grid["k"] == 8, shape].iloc[0].tolist()
     # What the asset tells the user, read from the same table.
-    from housing_assets.assets.preparation import why_k
+    from housing_assets.defs.assets.preparation import why_k
     from housing_assets.steps import GeoSettings
 
     assert "no cross-validation ran" in why_k(8, pinned, GeoSettings(k_grid=(8,)))

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from housing_assets.assets import PIPELINE_ASSETS
-from housing_assets.checks import PIPELINE_CHECKS
+from housing_assets.defs.assets import PIPELINE_ASSETS
+from housing_assets.defs.checks import PIPELINE_CHECKS
+from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
-from housing_assets.smoke import SMOKE_RUN_CONFIG
 from housing_assets_tests.support import ML_ASSETS
 
 pytestmark = pytest.mark.e2e

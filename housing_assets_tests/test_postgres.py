@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from housing_assets.smoke import SMOKE_RUN_CONFIG
+from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 from housing_assets_tests.support import materialize_cli, throwaway_postgres
 
 pytestmark = pytest.mark.e2e

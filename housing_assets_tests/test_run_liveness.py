@@ -19,7 +19,7 @@ import yaml
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.launcher import WorkerStatus
 
-from housing_assets.run_liveness import (
+from housing_assets.platform.run_liveness import (
     WORKER_TAG,
     LivenessCheckingRunLauncher,
     RunWorker,

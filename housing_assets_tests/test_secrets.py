@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from housing_assets.redaction import redact_url
+from housing_assets.io.redaction import redact_url
 
 PASSWORD, TOKEN = "pw-e5b1c0de", "tok-9f3a77"
 
@@ -29,7 +29,7 @@ def test_the_code_location_snapshot_names_variables_not_their_secret_values(monk
     from dagster._core.remote_representation.external_data import RepositorySnap
     from dagster._serdes import serialize_value
 
-    from housing_assets.assets import PIPELINE_ASSETS
+    from housing_assets.defs.assets import PIPELINE_ASSETS
     from housing_assets.resources import build_resources
 
     monkeypatch.setenv("HOUSING_SOURCE_URL", f"https://host/housing.tgz?sig={TOKEN}")
@@ -55,7 +55,7 @@ def test_source_errors_name_the_location_without_its_token(http_server, tmp_path
 
 
 def test_rollback_prints_the_registry_without_its_password(monkeypatch, capsys, tmp_path):
-    from housing_assets import rollback
+    from housing_assets.cli import rollback
 
     # Only what is printed is under test: the registry (a PostgreSQL server that is not here)
     # is replaced; rolling back a real registry is tested in test_sensor_and_rollback.py.

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
+from housing_assets.defs.sensors import new_batch_sensor
 from housing_assets.resources.source import HousingSource
-from housing_assets.sensors import new_batch_sensor
 from housing_assets_tests.support import REPO_ROOT
 
 
@@ -122,7 +122,7 @@ def _serving(X):
 
 
 def test_rollback_to_previous_then_to_a_named_version(registry, capsys):
-    from housing_assets.rollback import main
+    from housing_assets.cli.rollback import main
 
     client, X = registry
     assert _serving(X) == 300.0
@@ -147,7 +147,7 @@ def test_a_batch_retrains_with_the_stored_choices_and_retunes_nothing(monkeypatc
     config pins the stored imputation strategy (beside the median its check needs) and K."""
     from dagster import AssetMaterialization, DagsterInstance
 
-    from housing_assets.sensors import retrain_request
+    from housing_assets.defs.sensors import retrain_request
 
     monkeypatch.setenv("HOUSING_RETRAIN_CONFIG", str(REPO_ROOT / "configs" / "smoke.yaml"))
     with DagsterInstance.ephemeral() as instance:

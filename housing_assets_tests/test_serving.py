@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from dagster import DagsterInstance, materialize
 
-from housing_assets.assets import PIPELINE_ASSETS
+from housing_assets.defs.assets import PIPELINE_ASSETS
+from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
-from housing_assets.smoke import SMOKE_RUN_CONFIG
 from housing_assets_tests.support import background_server, free_port
 
 MODEL_URI = "models:/housing_price_model@champion"
@@ -103,7 +103,7 @@ def test_server_matches_the_in_process_model_and_rejects_bad_requests(served_cha
 
 
 def test_housing_serve_names_a_missing_alias_and_its_store(registry, tmp_path, capsys, monkeypatch):
-    from housing_assets.serving import main
+    from housing_assets.cli.serving import main
 
     uri = registry[0].tracking_uri
     assert main(["--alias", "canary"]) == 2  # refused before any server starts
@@ -120,7 +120,7 @@ def test_housing_serve_names_a_missing_alias_and_its_store(registry, tmp_path, c
 def test_housing_serve_follows_the_champion_without_a_restart(registry, tmp_path):
     """The real server on the real registry: a rollback moves `champion` from v3 to v2 and the
     running server answers with v2 within a few polls, never failing a request meanwhile."""
-    from housing_assets.rollback import main as rollback
+    from housing_assets.cli.rollback import main as rollback
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -191,7 +191,7 @@ def test_housing_serve_waits_for_the_alias_then_serves_it(registry, tmp_path):
 
 
 def test_request_rules_are_the_training_rules():
-    from housing_assets.serving import request_problem
+    from housing_assets.cli.serving import request_problem
 
     row = {
         "longitude": -122.23,

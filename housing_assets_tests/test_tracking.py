@@ -159,7 +159,7 @@ def test_an_unusable_store_fails_the_step_that_logs_and_names_it(tmp_path):
 
 @asset
 def logs_evidence(wandb: WandbTracking) -> int:
-    from housing_assets import plots
+    from housing_assets.reports import plots
 
     png = plots.to_png(plots.bar_chart(["a", "b"], [1.0, 2.0], "t", "x", highlight="a"))
     table = pd.DataFrame({"k": [3, 5], "rmse": [1.5, 1.25]})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 import housing_assets
-from housing_assets.redaction import redact_url
+from housing_assets.io.redaction import redact_url
 
 MODEL_NAME = "housing_price_model"
 CHAMPION = "champion"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from housing_assets.redaction import redact_url
+from housing_assets.io.redaction import redact_url
 
 DEFAULT_SOURCE_URL = (
     "https://raw.githubusercontent.com/ageron/handson-ml2/master/datasets/housing/housing.tgz"

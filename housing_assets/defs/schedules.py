@@ -2,7 +2,7 @@
 
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
-from housing_assets.jobs import housing_pipeline_job
+from housing_assets.defs.jobs import housing_pipeline_job
 
 # Retune: the whole search again, weekly, on demand (this job, or `--select tuned_params+`),
 # and after a retrain whose challenger failed the gate or whose batch drifted (retune_sensor).

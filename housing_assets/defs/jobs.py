@@ -1,6 +1,6 @@
 from dagster import AssetSelection, define_asset_job
 
-from housing_assets.smoke import SMOKE_RUN_CONFIG
+from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 
 ALL_ASSETS = AssetSelection.all()
 

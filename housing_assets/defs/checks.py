@@ -4,14 +4,14 @@ import numpy as np
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, MetadataValue, asset_check
 
-from housing_assets.assets import (
+from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing, RegisteredModel
+from housing_assets.defs.assets import (
     geo_features,
     imputed_housing,
     raw_housing,
     registered_model,
     train_test_split,
 )
-from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing, RegisteredModel
 from housing_assets.io.registry import CHAMPION, ModelRegistry
 from housing_assets.ml.batches import BASE_BATCH, BATCH_COLUMN
 from housing_assets.ml.drift import drift_table

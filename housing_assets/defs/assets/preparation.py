@@ -1,12 +1,12 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from housing_assets import plots
-from housing_assets.assets.config import config_for
-from housing_assets.assets.timing import timed
 from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing
+from housing_assets.defs.assets.config import config_for
+from housing_assets.defs.assets.timing import timed
 from housing_assets.ml.schema import NUMERIC_FEATURES
 from housing_assets.ml.split import income_category
+from housing_assets.reports import plots
 from housing_assets.resources.compute import Compute
 from housing_assets.resources.tracking import WandbTracking, evidence_group
 from housing_assets.steps import (

@@ -30,7 +30,7 @@ import sys
 import time
 
 #: Imported once by the forkserver, so that every run forked from it finds them loaded.
-WARM_MODULES = ["housing_assets.warm_worker"]
+WARM_MODULES = ["housing_assets.platform.warm_worker"]
 
 
 def warm_api_server_class():

@@ -6,13 +6,14 @@ import pandas as pd
 import yaml
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from housing_assets import plots, settings
-from housing_assets.assets.config import config_for
-from housing_assets.assets.timing import timed
+from housing_assets import settings
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
+from housing_assets.defs.assets.config import config_for
+from housing_assets.defs.assets.timing import timed
+from housing_assets.io.redaction import redact_url
 from housing_assets.ml.metrics import METRIC_NAMES, rounded_metric
 from housing_assets.ml.tuning import STORAGE_ENV, TrialRecord
-from housing_assets.redaction import redact_url
+from housing_assets.reports import plots
 from housing_assets.resources.compute import Compute
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking, evidence_group
 from housing_assets.steps import ComparisonSettings, TuningSettings, compare_models, tune_params

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from housing_assets import settings
+from housing_assets.io.redaction import redact_url
 from housing_assets.io.registry import MODEL_NAME, AliasMissingError, aliased_version
 from housing_assets.ml.schema import FEATURE_COLUMNS
-from housing_assets.redaction import redact_url
 
 log = logging.getLogger("housing-serve")
 

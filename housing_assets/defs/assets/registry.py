@@ -1,12 +1,12 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from housing_assets import plots
-from housing_assets.assets.config import config_for
 from housing_assets.datasets import HousingSplit, RegisteredModel, TunedParams
+from housing_assets.defs.assets.config import config_for
 from housing_assets.io.registry import ModelRegistry
 from housing_assets.ml.metrics import METRIC_NAMES, rounded_metric
 from housing_assets.ml.schema import TARGET
+from housing_assets.reports import plots
 from housing_assets.resources.compute import Compute
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking, evidence_group
 from housing_assets.steps import RegistrationSettings, register

@@ -26,8 +26,8 @@ from dagster import (
     sensor,
 )
 
+from housing_assets.defs.jobs import RETRAIN_ASSETS, housing_pipeline_job, retrain_job
 from housing_assets.io.landing import ACCEPTED, QUARANTINE, Batch, BatchChangedError, Landing
-from housing_assets.jobs import RETRAIN_ASSETS, housing_pipeline_job, retrain_job
 from housing_assets.ml.batches import row_keys
 from housing_assets.ml.parsing import parse_payload
 from housing_assets.ml.schema import DataValidationError, validate_raw

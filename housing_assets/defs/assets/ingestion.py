@@ -2,7 +2,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from housing_assets.ml.split import SPLIT_COLUMN, SPLIT_COLUMNS
-from housing_assets.plots import markdown_table
+from housing_assets.reports.plots import markdown_table
 from housing_assets.resources.source import HousingSource
 
 

@@ -11,8 +11,8 @@ import getpass
 import sys
 
 from housing_assets import settings
+from housing_assets.io.redaction import redact_url
 from housing_assets.io.registry import MODEL_NAME, RollbackError, rollback_champion
-from housing_assets.redaction import redact_url
 
 
 def main(argv: list[str] | None = None) -> int:
