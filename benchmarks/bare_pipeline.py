@@ -4,7 +4,7 @@ Calls the same library functions as the assets, step by step, and reports wall t
 resident memory per step. Used by benchmarks/run.py for the orchestration-overhead ratio and
 for the scaling runs; usable on its own:
 
-    .venv/bin/python benchmarks/bare_pipeline.py --config smoke --scale 2 --out /tmp/bare.json
+    .venv/bin/python -m benchmarks.bare_pipeline --config smoke --scale 2 --out /tmp/bare.json
 """
 
 from __future__ import annotations

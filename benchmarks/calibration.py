@@ -2,7 +2,7 @@
 timings from different machines can be compared: a 20 M-iteration Python loop (the
 interpreter) and a fixed LightGBM fit (numeric threads). Usable alone:
 
-    .venv/bin/python benchmarks/calibration.py
+    .venv/bin/python -m benchmarks.calibration
 """
 
 from __future__ import annotations

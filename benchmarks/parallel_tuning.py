@@ -1,6 +1,6 @@
 """Optuna trials on one process vs two worker processes sharing one study (sqlite storage).
 
-    .venv/bin/python benchmarks/parallel_tuning.py [--trials 24] [--family boosting]
+    .venv/bin/python -m benchmarks.parallel_tuning [--trials 30] [--family boosting]
 
 Same folds (real training rows, the pipeline's preprocessing), same number of finished trials.
 Two comparisons: one process using both cores vs two single-threaded worker processes (the
@@ -10,20 +10,26 @@ choice on this machine), and one single-threaded worker vs two (the scale-out un
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_SOURCE, REPO
+from benchmarks.calibration import calibrate
+from benchmarks.report import RESULTS_DIR, save_result
+from housing_assets_testkit import default_source
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--family", default="boosting")
-    parser.add_argument("--source", default=DEFAULT_SOURCE)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--source", default=default_source())
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
+    )
     args = parser.parse_args()
 
     from housing_assets.io.source import fetch
@@ -51,7 +57,7 @@ def main() -> None:
     #   use both cores, or two worker processes with one core each;
     # - "per_worker": the scale-out unit itself: one single-threaded worker, then two of them.
     setups = {"machine": [(1, 2), (2, 2)], "per_worker": [(1, 1), (2, 2)]}
-    result: dict = {}
+    result: dict = {"calibration": calibrate(), "family": args.family, "trials": args.trials}
     with tempfile.TemporaryDirectory() as tmp:
         for name, runs in setups.items():
             result[name] = {}
@@ -84,8 +90,7 @@ def main() -> None:
             ratio = result[name]["workers_2"]["seconds"] / result[name]["workers_1"]["seconds"]
             result[name]["ratio_2_over_1"] = ratio
             print(f"[{name}] two workers take {ratio:.2f} x the time of one", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "parallel_tuning.json").write_text(json.dumps(result, indent=2))
+    save_result("parallel_tuning", result, args.out)
 
 
 if __name__ == "__main__":

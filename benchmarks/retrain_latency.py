@@ -8,7 +8,7 @@ the landing folder (the documented write-then-rename, taken at the next tick) an
 runs until ``/invocations`` answers with the new version. The report splits the time into
 phases and carries a calibration:
 
-    .venv/bin/python benchmarks/retrain_latency.py --config default --out /tmp/latency.json
+    .venv/bin/python -m benchmarks.retrain_latency --config default
 """
 
 from __future__ import annotations
@@ -25,14 +25,16 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from calibration import calibrate
-from common import (
-    DEFAULT_SOURCE,
-    REPO,
+
+from benchmarks.calibration import calibrate
+from benchmarks.report import RESULTS_DIR, save_result
+from housing_assets_testkit import (
+    REPO_ROOT,
     background_server,
+    default_source,
     execute_job_cli,
     free_port,
-    fresh_project_env,
+    fresh_process_env,
     wait_for,
     warm_code_server,
 )
@@ -88,7 +90,7 @@ def requesting_tick(instance, run_id: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=["default", "smoke"], default="default")
-    parser.add_argument("--source", default=DEFAULT_SOURCE)
+    parser.add_argument("--source", default=default_source())
     parser.add_argument("--sensor-interval-s", type=float, default=5.0)
     parser.add_argument("--serve-poll-s", type=float, default=1.0)
     parser.add_argument(
@@ -98,7 +100,12 @@ def main() -> None:
         help="warm: housing-code-server, as the compose stack runs it (default); stock: the "
         "daemon starts Dagster's own code server from workspace.yaml, as `make dev` does",
     )
-    parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
+    )
     args = parser.parse_args()
 
     from dagster import DagsterInstance, RunsFilter
@@ -112,8 +119,8 @@ def main() -> None:
             "HOUSING_SENSOR_INTERVAL_S": str(int(args.sensor_interval_s)),
         }
         if args.config == "smoke":
-            extra["HOUSING_RETRAIN_CONFIG"] = str(REPO / "configs" / "smoke.yaml")
-        env = fresh_project_env(tmp, args.source, **extra)
+            extra["HOUSING_RETRAIN_CONFIG"] = str(REPO_ROOT / "configs" / "smoke.yaml")
+        env = fresh_process_env(tmp, args.source, **extra)
         job = "housing_pipeline_job" if args.config == "default" else "housing_smoke_job"
         start = time.perf_counter()
         execute_job_cli(job, env, check=True, timeout=3600)
@@ -133,7 +140,7 @@ def main() -> None:
         workspace = (
             code_servers.enter_context(warm_code_server(env, tmp))
             if args.code_server == "warm"
-            else REPO / "workspace.yaml"  # the daemon starts Dagster's own code server
+            else REPO_ROOT / "workspace.yaml"  # the daemon starts Dagster's own code server
         )
         daemon = [
             str(Path(sys.executable).parent / "dagster-daemon"),
@@ -146,7 +153,7 @@ def main() -> None:
             background_server(serve, f"http://127.0.0.1:{port}/ping", env=env),
             subprocess.Popen(
                 daemon,
-                cwd=REPO,
+                cwd=REPO_ROOT,
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=open(Path(tmp, "daemon.log"), "w"),  # noqa: SIM115
@@ -213,10 +220,8 @@ def main() -> None:
     report["code_server"] = args.code_server
     report["sensor_interval_s"] = args.sensor_interval_s
     report["serve_poll_s"] = args.serve_poll_s
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    print(json.dumps(report, indent=2))
+    save_result("retrain_latency", report, args.out)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The project's benchmark: quality, time per asset, orchestration overhead and scaling.
 
-    .venv/bin/python benchmarks/run.py [--source PATH_OR_URL] [--scales 1 2 4 8] [--skip-default]
+    .venv/bin/python -m benchmarks.run [--source PATH_OR_URL] [--scales 1 2 4 8] [--skip-default]
 
-Writes benchmarks/results/benchmark.json, benchmark.md and PNG plots. Every measurement runs in
+Saves benchmarks/results/benchmark.json (and renders docs/benchmark-results.md), with a fuller
+Markdown report (benchmark.md) and PNG plots beside it, not committed. Every measurement runs in
 a fresh process, one at a time, on a fresh Dagster home and data folder:
 - the full Dagster materialization (`dagster job execute`) for the default and the smoke
   configurations, per-asset times from the Dagster event log;
@@ -29,20 +30,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-from calibration import calibrate
-from common import (
+
+from benchmarks.calibration import calibrate
+from benchmarks.report import RESULTS_DIR, save_result
+from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS, GERON_TEST_METRICS
+from housing_assets_testkit import (
     CONTRACT_ASSETS,
-    DEFAULT_SOURCE,
     ML_ASSETS,
-    REPO,
+    REPO_ROOT,
+    default_source,
     execute_job_cli,
-    fresh_project_env,
+    fresh_process_env,
     launch_job_cli,
     launch_runs_at_once,
     warm_code_server,
 )
-
-from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS, GERON_TEST_METRICS
 
 STEPS = CONTRACT_ASSETS  # the seven assets, in pipeline order
 ANCHORS = {
@@ -54,7 +56,7 @@ ANCHORS = {
 def dagster_run(job: str, source: str) -> dict:
     """One `dagster job execute` in a fresh home; wall time, per-step times, final metadata."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = fresh_project_env(tmp, source)
+        env = fresh_process_env(tmp, source)
         start = time.perf_counter()
         execute_job_cli(job, env, check=True, timeout=None)
         wall = time.perf_counter() - start
@@ -68,7 +70,7 @@ def launched_run(job: str, source: str) -> dict:
     run's creation to its end, as Dagster records them (the `dagster job launch` client that
     creates it is the UI's part, not the run's)."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = fresh_project_env(tmp, source)
+        env = fresh_process_env(tmp, source)
         launch_runs_at_once(env)
         with warm_code_server(env, tmp) as workspace:
             launch_job_cli(job, env, workspace, check=True)
@@ -105,7 +107,7 @@ print(json.dumps({"wall_s": record.end_time - record.create_timestamp.timestamp(
 """
 
 
-def _run_probe(env: dict[str, str], code: str, cwd: Path = REPO) -> str:
+def _run_probe(env: dict[str, str], code: str, cwd: Path = REPO_ROOT) -> str:
     """The last line ``code`` prints, run in a fresh process with ``env``."""
     probe = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=cwd, check=True, capture_output=True, text=True
@@ -113,7 +115,7 @@ def _run_probe(env: dict[str, str], code: str, cwd: Path = REPO) -> str:
     return probe.stdout.strip().splitlines()[-1]
 
 
-def probe_run(env: dict[str, str], cwd: Path = REPO) -> dict:
+def probe_run(env: dict[str, str], cwd: Path = REPO_ROOT) -> dict:
     """Per-step times, test metrics and tuning result of the newest run in the Dagster home of
     ``env``, read from its event log in a fresh process (the code in ``cwd``)."""
     return json.loads(_run_probe(env, _PROBE, cwd))
@@ -149,7 +151,8 @@ def bare_run(config: str, source: str, scale: float = 1.0, tune_family: str | No
         subprocess.run(
             [
                 sys.executable,
-                str(REPO / "benchmarks" / "bare_pipeline.py"),
+                "-m",
+                "benchmarks.bare_pipeline",
                 "--config",
                 config,
                 "--scale",
@@ -160,7 +163,7 @@ def bare_run(config: str, source: str, scale: float = 1.0, tune_family: str | No
                 str(out),
                 *extra,
             ],
-            cwd=REPO,
+            cwd=REPO_ROOT,
             check=True,
             capture_output=True,
         )
@@ -420,7 +423,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default=DEFAULT_SOURCE)
+    parser.add_argument("--source", default=default_source())
     parser.add_argument(
         "--scales",
         type=float,
@@ -450,7 +453,12 @@ def main() -> None:
         action="store_false",
         help="skip the `dagster job execute` runs (launched runs and bare only)",
     )
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
+    )
     args = parser.parse_args()
     if not (args.cli or args.launched):
         parser.error("--no-cli and --no-launched leave no Dagster run to measure")
@@ -501,9 +509,9 @@ def main() -> None:
     if report["scaling"]:
         report["growth_exponents"] = growth_exponents(report["scaling"])
         plots(report["scaling"], args.out)
-    (args.out / "benchmark.json").write_text(json.dumps(report, indent=2, default=float))
     (args.out / "benchmark.md").write_text(markdown(report))
     print(markdown(report))
+    save_result("benchmark", report, args.out)
 
 
 if __name__ == "__main__":

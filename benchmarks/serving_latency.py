@@ -1,10 +1,11 @@
-"""Latency of `mlflow models serve` for the champion: single rows and 100-row batches.
+"""Latency of `housing-serve` for the champion: single rows and 100-row batches.
 
-    .venv/bin/python benchmarks/serving_latency.py
+    .venv/bin/python -m benchmarks.serving_latency [--single 300] [--batch 100]
 
-Starts the server (`housing-serve`, on the project's MLflow store or MLFLOW_TRACKING_URI) on 127.0.0.1, then sends a bounded, sequential load from this (second)
-process: --single requests of one row and --batch requests of 100 rows (real rows, a NaN
-total_bedrooms among them). Prints and writes p50/p99 in milliseconds.
+Starts the model server (`housing-serve`, on the project's MLflow store or MLFLOW_TRACKING_URI)
+on 127.0.0.1, then sends a bounded, sequential load from this (second) process: --single
+requests of one row and --batch requests of 100 rows (real rows, a NaN total_bedrooms among
+them). Prints and saves p50/p99 in milliseconds.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from common import DEFAULT_SOURCE, REPO, background_server, free_port
+
+from benchmarks.calibration import calibrate
+from benchmarks.report import RESULTS_DIR, save_result
+from housing_assets_testkit import background_server, default_source, free_port
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=300)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--source", default=DEFAULT_SOURCE)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--source", default=default_source())
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
+    )
     args = parser.parse_args()
 
     from housing_assets.io.source import fetch
@@ -64,7 +73,7 @@ def main() -> None:
         ]
         for payload in single[:10] + batch[:3]:  # warm-up
             call(payload)
-        result = {}
+        result: dict = {"calibration": calibrate()}
         for name, payloads in (("single_row", single), ("rows_100", batch)):
             ms = np.array([call(p) for p in payloads])
             result[name] = {
@@ -77,8 +86,7 @@ def main() -> None:
                 f"{name}: p50 {result[name]['p50_ms']:.1f} ms, p99 {result[name]['p99_ms']:.1f} ms"
                 f" over {len(ms)} requests"
             )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving_latency.json").write_text(json.dumps(result, indent=2))
+    save_result("serving_latency", result, args.out)
 
 
 if __name__ == "__main__":

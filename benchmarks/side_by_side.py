@@ -6,7 +6,7 @@ time: this script checks the baseline out into a temporary git worktree and alte
 virtual environment), then reports wall times, the ratio of medians and each run's test metrics,
 with a calibration:
 
-    .venv/bin/python benchmarks/side_by_side.py --baseline fcf4815 --pairs 2 --out /tmp/sbs.json
+    .venv/bin/python -m benchmarks.side_by_side --baseline fcf4815 --pairs 2
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from calibration import calibrate
-from common import DEFAULT_SOURCE, REPO, fresh_project_env
-from run import probe_run
+from benchmarks.calibration import calibrate
+from benchmarks.report import RESULTS_DIR, save_result
+from benchmarks.run import probe_run
+from housing_assets_testkit import REPO_ROOT, default_source, fresh_process_env
 
 
 def timed_run(repo: Path, job: str, source: str) -> dict:
     """One `dagster job execute` of the code in ``repo`` (put first on the path)."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**fresh_project_env(tmp, source), "PYTHONPATH": str(repo)}
+        env = {**fresh_process_env(tmp, source), "PYTHONPATH": str(repo)}
         command = [str(Path(sys.executable).parent / "dagster"), "job", "execute"]
         start = time.perf_counter()
         subprocess.run(
@@ -47,27 +48,37 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, help="a git ref of this repository")
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--job", default="housing_pipeline_job")
-    parser.add_argument("--source", default=DEFAULT_SOURCE)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--source", default=default_source())
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
+    )
     args = parser.parse_args()
 
-    report: dict = {"baseline": args.baseline, "calibration": calibrate(), "runs": []}
+    report: dict = {
+        "baseline": args.baseline,
+        "job": args.job,
+        "calibration": calibrate(),
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp, "baseline")
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(baseline), args.baseline],
-            cwd=REPO,
+            cwd=REPO_ROOT,
             check=True,
             capture_output=True,
         )
         try:
             for pair in range(args.pairs):
-                for version, repo in (("baseline", baseline), ("current", REPO)):
+                for version, repo in (("baseline", baseline), ("current", REPO_ROOT)):
                     run = timed_run(repo, args.job, args.source)
                     report["runs"].append({"pair": pair, "version": version, **run})
                     print(f"pair {pair} {version}: {run['wall_s']} s", flush=True)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=REPO)
+            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=REPO_ROOT)
     walls = {
         version: [r["wall_s"] for r in report["runs"] if r["version"] == version]
         for version in ("baseline", "current")
@@ -76,10 +87,8 @@ def main() -> None:
     report["ratio_of_medians"] = round(
         report["median_wall_s"]["current"] / report["median_wall_s"]["baseline"], 3
     )
-    text = json.dumps(report, indent=2, default=float)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    print(json.dumps(report, indent=2, default=float))
+    save_result("side_by_side", report, args.out)
 
 
 if __name__ == "__main__":

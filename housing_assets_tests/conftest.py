@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from housing_assets_tests.support import (
+from housing_assets_testkit import (
     find_dataset,
     free_port,
     fresh_project_env,

@@ -7,7 +7,7 @@ from housing_assets.io.registry import promotion_decision
 from housing_assets.ml.batches import combine_batches
 from housing_assets.ml.drift import drift_table, psi
 from housing_assets.ml.split import contract_split, split_train_test
-from housing_assets_tests.support import make_synthetic_housing
+from housing_assets_testkit import make_synthetic_housing
 
 
 def test_combine_batches_removes_exact_duplicates_and_records_lineage():

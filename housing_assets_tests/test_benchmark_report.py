@@ -1,15 +1,13 @@
-"""The benchmark's overhead arithmetic (benchmarks/run.py), on made-up runs."""
+"""The benchmarks' arithmetic (benchmarks/run.py) and the results page they render
+(benchmarks/report.py), on made-up runs and result files."""
 
-import sys
-from pathlib import Path
+import json
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from run import outside_ml_calls, overhead, seconds_outside_ml, wait_for_run_end  # noqa: E402
-
-from housing_assets_tests.support import ML_ASSETS  # noqa: E402
+from benchmarks import report
+from benchmarks.run import outside_ml_calls, overhead, seconds_outside_ml, wait_for_run_end
+from housing_assets_testkit import ML_ASSETS
 
 
 def dagster_run(wall: float, ml: float) -> dict:
@@ -65,3 +63,98 @@ def test_waiting_for_a_launched_run_reads_its_status_from_the_run_storage(tmp_pa
     with sqlite3.connect(tmp_path / "history" / "runs.db") as db:
         db.execute("UPDATE runs SET status = 'SUCCESS' WHERE id = 2")
     assert wait_for_run_end(tmp_path, poll_s=0.01, timeout_s=0.05) == "SUCCESS"
+
+
+CALIBRATION = {"python_loop_20m_s": 1.5, "lightgbm_fit_s": 0.4, "threads": 2}
+
+
+def test_the_page_has_a_table_per_result_with_its_calibration_date_and_commit(tmp_path):
+    serving = {
+        "date": "2026-12-01 09:00 UTC",
+        "commit": "abc1234",
+        "calibration": CALIBRATION,
+        "single_row": {"requests": 300, "p50_ms": 12.34, "p99_ms": 45.6, "mean_ms": 14.0},
+        "rows_100": {"requests": 100, "p50_ms": 30.0, "p99_ms": 80.0, "mean_ms": 33.3},
+    }
+    (tmp_path / "serving_latency.json").write_text(json.dumps(serving))
+    (tmp_path / "ad_hoc.json").write_text(json.dumps({"speed": {"rows_s": 1.5, "runs": [1, 2]}}))
+    page = tmp_path / "page.md"
+    report.write_page(tmp_path, page)
+    text = page.read_text()
+
+    assert text.startswith("# Benchmark results\n")
+    assert "## Serving latency (`python -m benchmarks.serving_latency`)" in text
+    assert (
+        "Measured 2026-12-01 09:00 UTC at commit `abc1234`. Calibration: Python loop 1.50 s, "
+        "LightGBM fit 0.40 s on 2 threads." in text
+    )
+    assert "| request | requests | p50 ms | p99 ms | mean ms |" in text
+    assert "| 1 row | 300 | 12.3 | 45.6 | 14.0 |" in text
+    # A result file no table knows about still gets one, flat, after the known ones.
+    assert text.index("## `ad_hoc`") > text.index("## Serving latency")
+    assert "No calibration recorded." in text
+    assert "| speed.rows_s | 1.5 |" in text and "| speed.runs | 1, 2 |" in text
+    # The benchmarks without a result are listed with their command, and nothing is dated.
+    missing = text[text.index("## Not measured yet") :]
+    assert "`python -m benchmarks.run`" in missing
+    assert "serving_latency" not in missing
+    assert "2026-" not in text.replace("2026-12-01 09:00 UTC", "")
+
+
+def full_dagster_run(wall: float) -> dict:
+    return {
+        **dagster_run(wall, wall - 10.0),
+        "steps_s": {"raw_housing": 1.0, "registered_model": 20.0},
+        "test_metrics": {"rmse": 40123.4, "mape": 13.456, "within_10pct": 55.55},
+        "family": "boosting",
+        "cv_wmape": 12.345,
+        "cv_rmse": 41000.0,
+    }
+
+
+def test_the_benchmark_table_shows_only_the_kinds_of_run_measured():
+    launched = [full_dagster_run(w) for w in (105.0, 107.0)]
+    bare = [bare_run(100.0, 95.0), bare_run(102.0, 97.0)]
+    result = {
+        "calibration": CALIBRATION,
+        "configs": ["default"],
+        "default": {
+            "bare": bare[0],
+            "bare_walls_s": [100.0, 102.0],
+            "launched": overhead(launched, bare),
+        },
+        "scaling": [],
+    }
+    ((header, rows),) = report.BENCHMARKS["benchmark"].tables(result)
+    table = {row[0]: row[1:] for row in rows}
+
+    assert header == ["", "default"]
+    assert table["champion family"] == ["boosting"]
+    assert table["test RMSE"] == ["40,123"]
+    assert table["launched run walls (s)"] == ["105.0, 107.0"]
+    assert table["launched run ÷ bare, median walls"] == [
+        f"**{106 / 101:.3f}** (pairs {105 / 100:.3f}, {107 / 102:.3f})"
+    ]
+    assert not any(label.startswith("`dagster job execute`") for label in table)
+    assert table["raw_housing (s), Dagster / bare"] == ["1.0 / 0.2"]
+    assert table["geo_features (s), Dagster / bare"] == ["– / 19.0"]
+
+
+def test_a_saved_result_is_stamped_and_a_trial_elsewhere_leaves_the_page_alone(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(report, "write_page", lambda *a: pytest.fail("the page was rendered"))
+    path = report.save_result("parallel_tuning", {"calibration": CALIBRATION, "x": 1}, tmp_path)
+    saved = json.loads(path.read_text())
+    assert path == tmp_path / "parallel_tuning.json"
+    assert saved["calibration"] == CALIBRATION and saved["x"] == 1
+    assert saved["date"].endswith(" UTC")
+    assert saved["commit"] == report.current_commit() != ""
+    with pytest.raises(ValueError, match="no calibration"):
+        report.save_result("parallel_tuning", {"x": 1}, tmp_path)
+
+
+def test_the_committed_page_is_rendered_from_the_committed_results():
+    assert report.PAGE.read_text() == report.render(report.load_results()), (
+        "docs/benchmark-results.md is stale: run `python -m benchmarks.report`"
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from housing_assets_tests.support import REPO_ROOT, background_server
+from housing_assets_testkit import REPO_ROOT, background_server
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from housing_assets_tests.support import (
+from housing_assets_testkit import (
     launch_job_cli,
     launch_runs_at_once,
     wait_for,

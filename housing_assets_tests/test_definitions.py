@@ -1,6 +1,6 @@
 from dagster import AssetKey
 
-from housing_assets_tests.support import CONTRACT_ASSETS, REPO_ROOT
+from housing_assets_testkit import CONTRACT_ASSETS, REPO_ROOT
 
 
 def test_code_location_has_the_contract_assets_in_a_chain():

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from housing_assets_tests.support import REPO_ROOT, free_port, wait_for
+from housing_assets_testkit import REPO_ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.deployment
 

@@ -14,7 +14,7 @@ from housing_assets.io.gcs import GCSError, gcs_resource, list_keys, storage_cli
 from housing_assets.io.source import SourceError, fetch
 from housing_assets.ml.parsing import parse_payload
 from housing_assets.resources.io_managers import CorruptAssetError, GCSDatasetIOManager
-from housing_assets_tests.support import REPO_ROOT
+from housing_assets_testkit import REPO_ROOT
 
 REAL_SHA256 = "d4cd501af90475f09b814c7447c7701f59bf28e8cf1180205ae5ace9737a0109"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from housing_assets.io.gcs import list_keys
-from housing_assets_tests.support import CONTRACT_ASSETS, materialize_cli
+from housing_assets_testkit import CONTRACT_ASSETS, materialize_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
-from housing_assets_tests.support import ML_ASSETS
+from housing_assets_testkit import ML_ASSETS
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
-from housing_assets_tests.support import materialize_cli, throwaway_postgres
+from housing_assets_testkit import materialize_cli, throwaway_postgres
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "optuna-pw-3c9e1f"

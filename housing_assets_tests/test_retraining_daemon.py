@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from housing_assets_tests.support import REPO_ROOT, execute_job_cli, wait_for
+from housing_assets_testkit import REPO_ROOT, execute_job_cli, wait_for
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

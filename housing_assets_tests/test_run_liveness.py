@@ -25,7 +25,7 @@ from housing_assets.platform.run_liveness import (
     RunWorker,
     process_start_time,
 )
-from housing_assets_tests.support import REPO_ROOT, fresh_project_env
+from housing_assets_testkit import REPO_ROOT, fresh_project_env
 
 BIN = Path(sys.executable).parent
 MATERIALIZE_RAW_HOUSING = [

@@ -7,7 +7,7 @@ from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_contex
 
 from housing_assets.defs.sensors import new_batch_sensor
 from housing_assets.resources.source import HousingSource
-from housing_assets_tests.support import REPO_ROOT
+from housing_assets_testkit import REPO_ROOT
 
 
 def _evaluate(landing, cursor=None, source="unused", settle_s=0.0):

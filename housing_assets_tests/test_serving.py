@@ -18,7 +18,7 @@ from housing_assets.defs.assets import PIPELINE_ASSETS
 from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
-from housing_assets_tests.support import background_server, free_port
+from housing_assets_testkit import background_server, free_port
 
 MODEL_URI = "models:/housing_price_model@champion"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from housing_assets_tests.support import REPO_ROOT
+from housing_assets_testkit import REPO_ROOT
 
 
 def test_compose_runs_the_services_on_one_image():

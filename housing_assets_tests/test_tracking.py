@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterInstance, asset, materialize
 
 from housing_assets.resources.tracking import MlflowTracking, WandbTracking, parent_run_name
-from housing_assets_tests.support import wandb_offline_records
+from housing_assets_testkit import wandb_offline_records
 
 
 @asset

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from housing_assets_tests.support import (
+from housing_assets_testkit import (
     CONTRACT_ASSETS,
     REPO_ROOT,
     background_server,
