@@ -94,6 +94,9 @@ class TunedParams:
     baseline_params: dict[str, Any] = field(default_factory=dict)
     best_trial: int = -1  # the Optuna trial number of ``params``
     cv_value: float = float("nan")  # the search's objective for ``params`` (``metric``, CV)
+    # The features the search ran on (imputation strategy, K, ...): with ``family`` and
+    # ``params``, every choice a retrain keeps. None: stored by a version that did not record it.
+    spec: FeatureSpec | None = None
 
 
 @dataclass

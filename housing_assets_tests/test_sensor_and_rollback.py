@@ -1,4 +1,6 @@
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -6,21 +8,27 @@ import pytest
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
 from housing_assets.defs.sensors import new_batch_sensor
+from housing_assets.resources.io_managers import LocalDatasetIOManager
 from housing_assets.resources.source import HousingSource
 from housing_assets_testkit import REPO_ROOT
 
 
-def _evaluate(landing, cursor=None, source="unused", settle_s=0.0):
-    """One tick of the real sensor. With the default ``source`` the current data cannot be
-    read, so only identical files are recognised (the sensor's fallback); files count as
-    finished at once unless ``settle_s`` says otherwise."""
+def _evaluate(landing, cursor=None, source="unused", settle_s=0.0, assets=None, instance=None):
+    """One tick of the real sensor. With the default ``source`` the base dataset cannot be
+    read, so its rows are not recognised (the sensor's fallback); files count as finished at
+    once unless ``settle_s`` says otherwise. ``assets``: the IO manager's folder (default:
+    beside a local landing zone; nothing tuned there means the whole pipeline is requested)."""
+    if assets is None:
+        local = not str(landing).startswith("gs://")
+        assets = Path(landing).parent / "assets" if local else Path(tempfile.mkdtemp())
     with build_sensor_context(  # a context manager: HousingSource may nest the gcs resource
-        instance=DagsterInstance.ephemeral(),
+        instance=instance or DagsterInstance.ephemeral(),
         cursor=cursor,
         resources={
             "housing_source": HousingSource(
                 url=str(source), landing_url=str(landing), landing_settle_s=settle_s
-            )
+            ),
+            "io_manager": LocalDatasetIOManager(base_dir=str(assets)),
         },
     ) as context:
         return new_batch_sensor(context), context.cursor
@@ -61,12 +69,12 @@ def test_sensor_accepts_quarantines_and_never_repeats(tmp_path, raw_frame):
     )
 
 
-def test_a_batch_accepted_by_an_interrupted_tick_still_gets_its_run(
+def test_a_storage_failure_on_one_batch_does_not_hold_back_the_others(
     tmp_path, raw_frame, monkeypatch
 ):
-    """A storage failure after one batch was moved to accepted/ fails the tick (its cursor is
-    not saved, no run): the next tick requests the run for it. The failure is simulated (a
-    patched write), the only stand-in here; everything else is the real sensor on a real folder."""
+    """Copying one batch fails (a patched write, the only stand-in here; everything else is the
+    real sensor on a real folder): that batch stays in place, the other is accepted and its run
+    requested at once; the failed one follows at the next tick."""
     from housing_assets.io.landing import LocalLanding
 
     landing = tmp_path / "landing"
@@ -83,12 +91,40 @@ def test_a_batch_accepted_by_an_interrupted_tick_still_gets_its_run(
         write(self, name, data, folder)
 
     monkeypatch.setattr(LocalLanding, "write", failing_write)
-    with pytest.raises(OSError, match="disk full"):
-        _evaluate(landing, cursor)
+    result, cursor = _evaluate(landing, cursor)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "a.csv"
     assert [p.name for p in (landing / "accepted").iterdir()] == ["a.csv"]
     assert (landing / "b.csv").exists()  # nothing lost
 
     monkeypatch.setattr(LocalLanding, "write", write)  # the storage is back
+    result, cursor = _evaluate(landing, cursor)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "b.csv"
+    assert isinstance(_evaluate(landing, cursor)[0], SkipReason)  # each batch in one run
+
+
+def test_a_batch_accepted_by_an_interrupted_tick_still_gets_its_run(
+    tmp_path, raw_frame, monkeypatch
+):
+    """The stored choices cannot be read after a batch was moved to accepted/ (a patched IO
+    manager read, the only stand-in): the tick fails (its cursor is not saved, no run) and the
+    next tick requests the run for it."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    idle, cursor = _evaluate(landing)
+    assert isinstance(idle, SkipReason)
+    raw_frame.iloc[:40].to_csv(landing / "a.csv", index=False)
+    raw_frame.iloc[40:80].to_csv(landing / "b.csv", index=False)
+
+    def unreachable(self, key_path):
+        raise OSError("storage unreachable")
+
+    load = LocalDatasetIOManager.load
+    monkeypatch.setattr(LocalDatasetIOManager, "load", unreachable)
+    with pytest.raises(OSError, match="storage unreachable"):
+        _evaluate(landing, cursor)
+    assert sorted(p.name for p in (landing / "accepted").iterdir()) == ["a.csv", "b.csv"]
+
+    monkeypatch.setattr(LocalDatasetIOManager, "load", load)  # the storage is back
     result, cursor = _evaluate(landing, cursor)
     assert isinstance(result, RunRequest)
     assert result.tags["housing/batches"] == "a.csv,b.csv"
@@ -106,7 +142,10 @@ def test_raw_housing_source_reads_base_plus_accepted_batches(tmp_path, housing_t
     accepted.mkdir(parents=True)
     new_rows = raw_frame.iloc[:30].assign(median_house_value=123_456.0)
     pd.concat([new_rows, raw_frame.iloc[30:35]]).to_csv(accepted / "b1.csv", index=False)
-    loaded = HousingSource(url=str(housing_tgz), landing_url=str(tmp_path / "landing")).load()
+    from housing_assets.steps import assemble_raw
+
+    source = HousingSource(url=str(housing_tgz), landing_url=str(tmp_path / "landing"))
+    loaded = assemble_raw(*source.fetch())
     assert len(loaded.frame) == 20_640 + 30
     lineage = loaded.lineage.set_index("batch")
     assert lineage.loc["b1.csv", "duplicates_removed"] == 5
@@ -142,26 +181,73 @@ def test_rollback_to_previous_then_to_a_named_version(registry, capsys):
     assert main(["--reason", "no history"]) == 2  # v1 records no previous champion
 
 
-def test_a_batch_retrains_with_the_stored_choices_and_retunes_nothing(monkeypatch):
-    """Before anything is tuned a batch starts the whole pipeline; after, a retrain whose run
-    config pins the stored imputation strategy (beside the median its check needs) and K."""
-    from dagster import AssetMaterialization, DagsterInstance
+def _store(assets, key: str, value) -> None:
+    """``value`` stored as asset ``key`` by the real IO manager, as a run would store it."""
+    from dagster import AssetKey, build_output_context
 
+    LocalDatasetIOManager(base_dir=str(assets)).handle_output(
+        build_output_context(asset_key=AssetKey(key)), value
+    )
+
+
+def _tuned(spec) -> object:
+    from housing_assets.datasets import TunedParams
+
+    return TunedParams(
+        family="boosting",
+        params={"learning_rate": 0.05},
+        metric="wmape",
+        cv_metrics={"wmape": 12.0},
+        trials=pd.DataFrame({"number": [0], "value": [12.0]}),
+        spec=spec,
+    )
+
+
+def test_a_batch_retrains_with_the_stored_choices_and_retunes_nothing(tmp_path, monkeypatch):
+    """Before anything is tuned a batch starts the whole pipeline; after, a retrain whose run
+    config pins the stored imputation strategy (beside the median its check needs) and K, read
+    from the stored tuned_params, not from any materialization's metadata labels."""
     from housing_assets.defs.sensors import retrain_request
+    from housing_assets.ml.pipeline import FeatureSpec
 
     monkeypatch.setenv("HOUSING_RETRAIN_CONFIG", str(REPO_ROOT / "configs" / "smoke.yaml"))
-    with DagsterInstance.ephemeral() as instance:
-        job, config = retrain_request(instance)
-        assert job == "housing_pipeline_job" and "tuned_params" in config["ops"]
+    io_manager = LocalDatasetIOManager(base_dir=str(tmp_path / "assets"))
+    job, config = retrain_request(io_manager)
+    assert job == "housing_pipeline_job" and "tuned_params" in config["ops"]
 
-        for asset, metadata in [
-            ("imputed_housing", {"chosen_strategy": "iterative"}),
-            ("geo_features", {"chosen_k": 20}),
-            ("tuned_params", {"family": "boosting"}),
-        ]:
-            instance.report_runless_asset_event(AssetMaterialization(asset, metadata=metadata))
-        job, config = retrain_request(instance)
+    _store(tmp_path / "assets", "tuned_params", _tuned(None))  # stored by an older version
+    assert retrain_request(io_manager)[0] == "housing_pipeline_job"
+
+    _store(
+        tmp_path / "assets", "tuned_params", _tuned(FeatureSpec("iterative", 20, random_state=42))
+    )
+    job, config = retrain_request(io_manager)
     assert job == "retrain_job"
     assert config["ops"]["imputed_housing"]["config"]["strategies"] == ["iterative", "median"]
     assert config["ops"]["geo_features"]["config"] == {"k_grid": [20], "cv_folds": 2}
     assert not {"model_comparison", "tuned_params"} & set(config["ops"])
+
+
+def test_renamed_metadata_labels_change_nothing_a_retrain_does(tmp_path, raw_frame):
+    """The sensor, evaluated for real on a batch, pins what tuned_params stores even when the
+    materializations' metadata says otherwise or uses other labels."""
+    from dagster import AssetMaterialization
+
+    from housing_assets.ml.pipeline import FeatureSpec
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    _store(tmp_path / "assets", "tuned_params", _tuned(FeatureSpec("knn", 15, random_state=42)))
+    raw_frame.iloc[:40].to_csv(landing / "a.csv", index=False)
+    with DagsterInstance.ephemeral() as instance:
+        for asset, metadata in [
+            ("imputed_housing", {"chosen_strategy": "median", "strategy": "iterative"}),
+            ("geo_features", {"chosen_k": 99, "k": 3}),
+            ("tuned_params", {"family": "forest"}),
+        ]:
+            instance.report_runless_asset_event(AssetMaterialization(asset, metadata=metadata))
+        result, _ = _evaluate(landing, assets=tmp_path / "assets", instance=instance)
+    assert isinstance(result, RunRequest) and result.job_name == "retrain_job"
+    ops = result.run_config["ops"]
+    assert ops["imputed_housing"]["config"]["strategies"] == ["knn", "median"]
+    assert ops["geo_features"]["config"]["k_grid"] == [15]

@@ -1,12 +1,21 @@
 """The retraining sensors: new landing batches -> validate -> accept or quarantine -> one
 retraining run (refit with the stored choices); a retrain whose challenger fails the gate or
-whose batch drifted -> one retuning run (the whole search)."""
+whose batch drifted -> one retuning run (the whole search).
+
+A tick's cost does not depend on how much data was accepted before: re-sent rows are spotted
+against the landing zone's index of row keys (housing_assets/io/landing.py, RowKeyIndex), not
+by re-reading the data, and the retrain's choices are read from the stored ``tuned_params``.
+Files are hostile until parsed: each is bounded (``HOUSING_BATCH_MAX_MB`` decompressed,
+``HOUSING_BATCH_MAX_ROWS`` rows), named in logs only in escaped, capped form, and one that
+cannot be handled is left in place without stopping the others or the run request.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,14 +35,33 @@ from dagster import (
     sensor,
 )
 
+from housing_assets.datasets import TunedParams
 from housing_assets.defs.jobs import RETRAIN_ASSETS, housing_pipeline_job, retrain_job
-from housing_assets.io.landing import ACCEPTED, QUARANTINE, Batch, BatchChangedError, Landing
-from housing_assets.ml.batches import row_keys
-from housing_assets.ml.parsing import parse_payload
+from housing_assets.io.landing import (
+    ACCEPTED,
+    QUARANTINE,
+    Batch,
+    BatchChangedError,
+    Landing,
+    RowKeyIndex,
+    display_name,
+)
+from housing_assets.io.source import fetch
+from housing_assets.ml.batches import distinct_row_keys
+from housing_assets.ml.parsing import NO_LIMITS, ParseLimits, parse_payload
+from housing_assets.ml.pipeline import FeatureSpec
 from housing_assets.ml.schema import DataValidationError, validate_raw
+from housing_assets.resources.io_managers import (
+    AssetNotFoundError,
+    CorruptAssetError,
+    DatasetIOManager,
+)
 from housing_assets.resources.source import HousingSource
 
 CURSOR_MEMORY = 5000  # sha256s of processed batches kept in the cursor
+DEFAULT_BATCH_MAX_MB = 50.0  # a batch's size once decompressed, in MB (10**6 bytes)
+DEFAULT_BATCH_MAX_ROWS = 100_000  # a batch's data rows
+MAX_LOGGED_CHARS = 500  # an error message as a log line shows it
 
 
 def _interval_s() -> int:
@@ -45,12 +73,40 @@ def _interval_s() -> int:
     return max(1, int(os.environ.get("HOUSING_SENSOR_INTERVAL_S", "30")) - 1)
 
 
+def batch_limits(environ: Mapping[str, str] | None = None) -> ParseLimits:
+    """What one landing batch may cost: ``HOUSING_BATCH_MAX_MB`` of data once decompressed
+    (default 50) and ``HOUSING_BATCH_MAX_ROWS`` data rows (default 100,000). A batch over
+    either is quarantined with the reason, having been inflated or read only up to the limit."""
+    env = os.environ if environ is None else environ
+
+    def number(name: str, default: float, kind: type) -> float:
+        text = env.get(name) or ""
+        try:
+            value = kind(text) if text else default
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not a number") from None
+        if value <= 0:
+            raise ValueError(f"{name}={text!r} must be positive")
+        return value
+
+    max_mb = number("HOUSING_BATCH_MAX_MB", DEFAULT_BATCH_MAX_MB, float)
+    return ParseLimits(
+        max_bytes=int(max_mb * 1_000_000),
+        max_rows=int(number("HOUSING_BATCH_MAX_ROWS", DEFAULT_BATCH_MAX_ROWS, int)),
+    )
+
+
+def _one_line(text: str) -> str:
+    """An error message safe for one log line: control characters escaped, length capped."""
+    return display_name(text, MAX_LOGGED_CHARS)
+
+
 @dataclass
 class SensorCursor:
     """What the sensor remembers between ticks: the sha256s of the batches it has processed (to
     spot duplicates) and the names in ``accepted/`` that a run was requested for. A batch in
     ``accepted/`` missing from ``requested`` was moved by a tick that failed before it returned
-    (say, a storage error on a later batch): the next tick requests its run."""
+    (say, a storage error after the move): the next tick requests its run."""
 
     processed: list[str] = field(default_factory=list)
     requested: set[str] = field(default_factory=set)
@@ -70,30 +126,64 @@ class SensorCursor:
         )
 
 
-def parse_batch(batch: Batch) -> tuple[pd.DataFrame | None, str | None]:
-    """The batch's rows, or why it cannot be trained on (a reason naming it). Any failure to
-    parse counts, not only validation errors: one bad file must never stop the others."""
+def parse_batch(
+    batch: Batch, limits: ParseLimits = NO_LIMITS
+) -> tuple[pd.DataFrame | None, str | None]:
+    """The batch's rows, or why it cannot be trained on (a reason naming it, in the escaped,
+    capped form of :func:`display_name`). Any failure to parse counts, not only validation
+    errors: one bad file must never stop the others."""
+    shown = display_name(batch.name)
     try:
-        frame = parse_payload(batch.payload, batch.name)
-        validate_raw(frame, batch.name)
+        frame = parse_payload(batch.payload, batch.name, limits, label=shown)
+        validate_raw(frame, shown)
     except DataValidationError as exc:
         return None, str(exc)
     except Exception as exc:
-        return None, f"{batch.name}: could not be parsed ({type(exc).__name__})"
+        return None, f"{shown}: could not be parsed ({type(exc).__name__})"
     return frame, None
 
 
-def known_row_keys(housing_source: HousingSource, log) -> set[int]:
-    """Row keys of the data a retrain would use now (base dataset + accepted batches); empty,
-    with a warning, if the base cannot be read (then only identical files are spotted)."""
+def known_row_keys(
+    housing_source: HousingSource, landing: Landing, index: RowKeyIndex, accepted: list[str], log
+) -> np.ndarray:
+    """Sorted unique keys of the rows a retrain would use now: the base dataset's (fetched to
+    learn its sha256; parsed only the first time that content is seen) and the accepted
+    batches' (from the index). A part that cannot be read is left out with a warning (then
+    only identical files, or the other part's rows, are spotted this tick)."""
+    parts = []
     try:
-        return set(row_keys(housing_source.load().frame).tolist())
+        base = fetch(
+            housing_source.url,
+            retries=housing_source.retries,
+            timeout_s=housing_source.timeout_s,
+            gcs=housing_source.gcs,
+        )
+        parts.append(
+            index.base_keys(
+                base.sha256, lambda: distinct_row_keys(parse_payload(base.payload, base.url))
+            )
+        )
     except Exception as exc:
         log.warning(
-            f"could not read the current data to spot re-sent rows ({type(exc).__name__}: "
-            f"{exc}); only identical files are recognised this tick"
+            f"could not read the base dataset to spot re-sent rows ({type(exc).__name__}: "
+            f"{_one_line(str(exc))}); its rows are not recognised this tick"
         )
-        return set()
+
+    def batch_keys(name: str) -> np.ndarray:
+        log.info(f"indexing the rows of {ACCEPTED}/{display_name(name)}")
+        return distinct_row_keys(parse_payload(landing.read(name, ACCEPTED).payload, name))
+
+    try:
+        parts.append(index.accepted_keys(accepted, batch_keys))
+    except Exception as exc:
+        log.warning(
+            f"could not read the accepted batches' rows ({type(exc).__name__}: "
+            f"{_one_line(str(exc))}); they are not recognised this tick"
+        )
+    for problem in index.write_errors:
+        log.warning(f"the row-key index could not be stored: {_one_line(problem)}")
+    index.write_errors.clear()
+    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
 
 
 def retrain_run_config() -> dict:
@@ -103,30 +193,138 @@ def retrain_run_config() -> dict:
     return yaml.safe_load(Path(path).read_text()) if path else {}
 
 
-def _latest_metadata(instance, asset: str) -> dict | None:
-    event = instance.get_latest_materialization_event(AssetKey(asset))
-    if event is None or event.asset_materialization is None:
+def stored_choices(io_manager: DatasetIOManager, log=None) -> FeatureSpec | None:
+    """The feature choices of the stored ``tuned_params`` (its value, read through the IO
+    manager: what the retrain's registered_model will refit with), or None when nothing usable
+    is stored: never tuned, stored by a version that did not record its features, or corrupt
+    (then the whole pipeline rebuilds it). A storage failure is raised: the tick fails and the
+    next one requests the run (see :class:`SensorCursor`)."""
+    try:
+        tuned = io_manager.load(["tuned_params"])
+    except AssetNotFoundError:
         return None
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+    except CorruptAssetError as exc:
+        if log is not None:
+            log.warning(f"tuned_params is unreadable ({_one_line(str(exc))}): retuning")
+        return None
+    spec = getattr(tuned, "spec", None) if isinstance(tuned, TunedParams) else None
+    if spec is None and log is not None:
+        log.warning("tuned_params does not record the features it was tuned on: retuning")
+    return spec
 
 
-def retrain_request(instance) -> tuple[str, dict]:
+def retrain_request(io_manager: DatasetIOManager, log=None) -> tuple[str, dict]:
     """(job, run config) for new batches: ``retrain_job`` with the stored choices pinned (the
-    imputation strategy beside the median baseline its check needs, and K), or the whole
+    imputation strategy beside the median baseline its check needs, and K; the family and
+    hyper-parameters are the stored ``tuned_params`` that registered_model reads), or the whole
     pipeline when nothing has been tuned yet."""
     config = retrain_run_config()
-    if _latest_metadata(instance, "tuned_params") is None:
+    spec = stored_choices(io_manager, log)
+    if spec is None:
         return housing_pipeline_job.name, config
     ops = {k: v for k, v in config.get("ops", {}).items() if k in RETRAIN_ASSETS}
-    imputation, geo = (
-        _latest_metadata(instance, a) or {} for a in ("imputed_housing", "geo_features")
-    )
-    if strategy := imputation.get("chosen_strategy"):
-        pinned = ops.setdefault("imputed_housing", {}).setdefault("config", {})
-        pinned["strategies"] = sorted({strategy, "median"})
-    if k := geo.get("chosen_k"):
-        ops.setdefault("geo_features", {}).setdefault("config", {})["k_grid"] = [int(k)]
+    imputation = ops.setdefault("imputed_housing", {}).setdefault("config", {})
+    imputation["strategies"] = sorted({spec.imputation_strategy, "median"})
+    ops.setdefault("geo_features", {}).setdefault("config", {})["k_grid"] = [int(spec.n_clusters)]
     return retrain_job.name, {"ops": ops}
+
+
+@dataclass
+class _Tick:
+    """One evaluation's state: what it accepted, and the rows the data holds (read once, when a
+    batch first needs them)."""
+
+    context: SensorEvaluationContext
+    housing_source: HousingSource
+    landing: Landing
+    cursor: SensorCursor
+    accepted_names: list[str]
+    limits: ParseLimits
+    seen: set[str] = field(default_factory=set)
+    accepted: list[tuple[str, str]] = field(default_factory=list)
+    known: np.ndarray | None = None
+    index: RowKeyIndex | None = None
+
+    def __post_init__(self) -> None:
+        self.seen = set(self.cursor.processed)
+        self.index = RowKeyIndex(self.landing)
+
+    def recover_interrupted(self) -> None:
+        """Batches in accepted/ that no run was requested for (a tick failed after moving)."""
+        for name in self.accepted_names:
+            if name in self.cursor.requested:
+                continue
+            try:
+                sha256 = self.landing.read(name, ACCEPTED).sha256
+            except Exception as exc:
+                self.context.log.error(
+                    f"{ACCEPTED}/{display_name(name)}: could not be read "
+                    f"({type(exc).__name__}); tried again at the next tick"
+                )
+                continue
+            self.accepted.append((name, sha256))
+            self.cursor.processed.append(sha256)
+            self.seen.add(sha256)
+            self.context.log.warning(
+                f"{ACCEPTED}/{display_name(name)} was accepted by an interrupted tick: retraining"
+            )
+
+    def known_rows(self) -> np.ndarray:
+        if self.known is None:
+            self.known = known_row_keys(
+                self.housing_source,
+                self.landing,
+                self.index,
+                self.accepted_names,
+                self.context.log,
+            )
+        return self.known
+
+    def process(self, name: str) -> None:
+        """Accept or quarantine one incoming file; raises only if it must stay in place."""
+        log, shown = self.context.log, display_name(name)
+        batch = self.landing.read(name)
+        keys = None
+        if batch.sha256 in self.seen:
+            problem = (
+                f"{shown}: identical to a batch already processed (sha256 {batch.sha256}); "
+                "nothing new to train on"
+            )
+        else:
+            frame, problem = parse_batch(batch, self.limits)
+            if frame is not None:
+                keys = distinct_row_keys(frame)
+                new_keys = np.setdiff1d(keys, self.known_rows(), assume_unique=True)
+                repeated = len(frame) - len(keys)
+                counted = f"{len(keys)} rows" + (
+                    f" ({repeated} more repeated within the file, counted once)" if repeated else ""
+                )
+                if not len(new_keys):
+                    problem = (
+                        f"{shown}: all {counted} are already in the data (the base dataset "
+                        "or accepted batches); nothing new to train on"
+                    )
+        try:
+            where = self.landing.move(batch, QUARANTINE if problem else ACCEPTED, reason=problem)
+        except BatchChangedError:
+            log.warning(f"{shown}: changed while being read; left for the next tick")
+            return
+        if problem:
+            log.warning(
+                f"quarantined {shown} as {QUARANTINE}/{display_name(where)}: {_one_line(problem)}"
+            )
+        else:
+            self.index.add(where, keys)
+            self.known = np.union1d(self.known, new_keys)
+            rows_sha = hashlib.sha256(new_keys.astype(np.uint64).tobytes()).hexdigest()
+            self.accepted.append((where, rows_sha))
+            log.info(
+                f"accepted {shown} as {ACCEPTED}/{display_name(where)}: {len(new_keys)} new "
+                f"of {counted}"
+            )
+        if batch.sha256 not in self.seen:
+            self.cursor.processed.append(batch.sha256)
+            self.seen.add(batch.sha256)
 
 
 @sensor(
@@ -137,73 +335,36 @@ def retrain_request(instance) -> tuple[str, dict]:
     "retraining run (refit with the stored choices; the whole pipeline if nothing is tuned "
     "yet), bad ones are quarantined.",
 )
-def new_batch_sensor(context: SensorEvaluationContext, housing_source: HousingSource):
+def new_batch_sensor(
+    context: SensorEvaluationContext, housing_source: HousingSource, io_manager: DatasetIOManager
+):
     if not housing_source.landing_url:
         return SkipReason("no landing zone configured (HOUSING_LANDING_URL)")
     landing = housing_source.landing()
     cursor = SensorCursor.load(context.cursor, landing)
-    seen = set(cursor.processed)
-    accepted: list[tuple[str, str]] = []
-    for name in landing.accepted_names():
-        if name not in cursor.requested:
-            sha256 = landing.read(name, ACCEPTED).sha256
-            accepted.append((name, sha256))
-            cursor.processed.append(sha256)
-            seen.add(sha256)
-            context.log.warning(
-                f"{ACCEPTED}/{name} was accepted by an interrupted tick: retraining"
-            )
-    known: set[int] | None = None  # rows already in the data, read once a batch needs it
+    tick = _Tick(context, housing_source, landing, cursor, landing.accepted_names(), batch_limits())
+    tick.recover_interrupted()
     for name in landing.incoming():
         try:
-            batch = landing.read(name)
-        except Exception as exc:  # this file only: the others are still processed
+            tick.process(name)
+        except Exception as exc:  # this file only: the others and the run request go on
             context.log.error(
-                f"{name}: could not be read ({type(exc).__name__}); left in place, "
-                "tried again at the next tick"
+                f"{display_name(name)}: could not be handled ({type(exc).__name__}: "
+                f"{_one_line(str(exc))}); left in place, tried again at the next tick"
             )
-            continue
-        if batch.sha256 in seen:
-            frame, problem = (
-                None,
-                (
-                    f"{name}: identical to a batch already processed (sha256 {batch.sha256}); "
-                    "nothing new to train on"
-                ),
-            )
-        else:
-            frame, problem = parse_batch(batch)
-        if frame is not None:
-            if known is None:
-                known = known_row_keys(housing_source, context.log)
-            new_keys = sorted(set(row_keys(frame).tolist()) - known)
-            if not new_keys:
-                problem = (
-                    f"{name}: all {len(frame)} rows are already in the data (the base dataset "
-                    "or accepted batches); nothing new to train on"
-                )
-        try:
-            where = landing.move(batch, QUARANTINE if problem else ACCEPTED, reason=problem)
-        except BatchChangedError:
-            context.log.warning(f"{name}: changed while being read; left for the next tick")
-            continue
-        if problem:
-            context.log.warning(f"quarantined {name} as {QUARANTINE}/{where}: {problem}")
-        else:
-            known |= set(new_keys)
-            rows_sha = hashlib.sha256(np.asarray(new_keys, dtype=np.uint64).tobytes()).hexdigest()
-            accepted.append((where, rows_sha))
-            context.log.info(
-                f"accepted {name} as {ACCEPTED}/{where}: {len(new_keys)} new of {len(frame)} rows"
-            )
-        if batch.sha256 not in seen:
-            cursor.processed.append(batch.sha256)
-            seen.add(batch.sha256)
+    try:
+        tick.index.save()
+    except Exception as exc:  # the next tick indexes these batches from accepted/ again
+        context.log.warning(
+            f"the row-key index could not be stored ({type(exc).__name__}: "
+            f"{_one_line(str(exc))}); the next tick rebuilds it"
+        )
+    accepted = tick.accepted
     cursor.requested |= {name for name, _ in accepted}
     context.update_cursor(cursor.dump())
     if not accepted:
         return SkipReason("no new valid batch")
-    job_name, run_config = retrain_request(context.instance)
+    job_name, run_config = retrain_request(io_manager, context.log)
     return RunRequest(  # the key names the new rows: the same rows never start a second run
         run_key="batches-" + "-".join(sha[:12] for _, sha in accepted),
         job_name=job_name,

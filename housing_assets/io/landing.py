@@ -12,21 +12,42 @@ its change time shows it was renamed after its last write (write a hidden ``.nam
 then ``mv``). Measured on ext4 here: the timestamp clock ticks every ~4 ms and a rename
 straight after the write usually shares its tick, so the fast path is a bonus, not a promise;
 the settle time is what holds. Hidden files, links and special files are never batches.
+
+Names are not trusted. A batch is stored in ``accepted/`` or ``quarantine/`` under a safe name
+(:func:`stored_name`: control and other unprintable characters and commas replaced, at most
+:data:`MAX_STORED_NAME_BYTES` bytes so that ``.reason.txt`` still fits the file system's 255);
+temporary files are named by the landing zone itself, never after the batch; logs and reasons
+show :func:`display_name` (escaped, capped).
+
+``index/`` holds what the sensor needs to spot re-sent rows without re-reading the data: the
+row keys of the base dataset (``base-<sha256>.npy``, written once per base content) and of
+every accepted batch (``accepted.parquet``: batch name, key), see :class:`RowKeyIndex`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from housing_assets.ml.parsing import SUPPORTED_SUFFIXES
 
 ACCEPTED = "accepted"
 QUARANTINE = "quarantine"
+INDEX = "index"
+REASON_SUFFIX = ".reason.txt"
+# Names in accepted/ and quarantine/ stay this short (UTF-8 bytes), so that a sidecar's name
+# (``<name>.reason.txt``) fits the 255 bytes of common file systems and GCS's 1024.
+MAX_STORED_NAME_BYTES = 200
+MAX_DISPLAY_CHARS = 120  # a name as logs and reasons show it
 
 
 class BatchChangedError(RuntimeError):
@@ -47,6 +68,48 @@ class Batch:
 
 def is_batch_name(name: str) -> bool:
     return name.lower().endswith(SUPPORTED_SUFFIXES) and not name.startswith(".")
+
+
+def _name_bytes(name: str) -> bytes:
+    """A name as the file system has it (undecodable bytes come back as surrogates)."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def display_name(name: str, limit: int = MAX_DISPLAY_CHARS) -> str:
+    """``name`` safe to write into a log line or a reason: unprintable characters (newlines,
+    terminal escapes, direction overrides, undecodable bytes) escaped, at most ``limit``
+    characters (a longer name is cut, with its length and a short hash to tell it apart)."""
+    shown = "".join(ch if ch.isprintable() else _escape(ch) for ch in name)
+    if len(shown) <= limit:
+        return shown
+    digest = hashlib.sha256(_name_bytes(name)).hexdigest()[:8]
+    tail = f"…[{len(name)} chars, {digest}]"
+    return shown[: max(0, limit - len(tail))] + tail
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as surrogateescape stores it
+        return f"\\x{code - 0xDC00:02x}"
+    if code <= 0xFF:
+        return repr(ch)[1:-1] if ch in "\n\r\t" else f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def stored_name(name: str) -> str:
+    """The name a batch gets in ``accepted/`` or ``quarantine/``: ``name`` itself when it is
+    tame; else unprintable characters and commas (the run tag lists names with commas) become
+    ``_``, and a name over :data:`MAX_STORED_NAME_BYTES` bytes is cut, a hash of the original
+    name appended so that two long names stay apart. The batch suffix is kept."""
+    stem, suffix = _split_suffix(name)
+    stem = "".join(ch if ch.isprintable() and ch != "," else "_" for ch in stem)
+    safe = stem + suffix
+    if len(_name_bytes(safe)) <= MAX_STORED_NAME_BYTES:
+        return safe
+    digest = "-" + hashlib.sha256(_name_bytes(name)).hexdigest()[:12]
+    room = MAX_STORED_NAME_BYTES - len(digest) - len(suffix)
+    cut = stem.encode("utf-8")[:room].decode("utf-8", "ignore")  # whole characters only
+    return f"{cut}{digest}{suffix}"
 
 
 class Landing:
@@ -73,8 +136,16 @@ class Landing:
         return True
 
     def incoming(self) -> list[str]:
-        """Finished batch files waiting at the top level, oldest name first."""
-        return sorted(n for n in self.list_names() if is_batch_name(n) and self.is_finished(n))
+        """Finished batch files waiting at the top level, oldest name first. A file that
+        vanishes or cannot be looked at is left for the next tick, never an error."""
+        names = []
+        for name in sorted(n for n in self.list_names() if is_batch_name(n)):
+            try:
+                if self.is_finished(name):
+                    names.append(name)
+            except OSError:
+                continue
+        return names
 
     def accepted_names(self) -> list[str]:
         """Batch files in ``accepted/``, oldest name first."""
@@ -84,21 +155,28 @@ class Landing:
         return [self.read(n, ACCEPTED) for n in self.accepted_names()]
 
     def move(self, batch: Batch, folder: str, reason: str | None = None) -> str:
-        """Move an incoming batch into ``folder`` (copy, then remove); returns its new name."""
+        """Move an incoming batch into ``folder`` (copy, then remove); returns its new name
+        (:func:`stored_name`). If anything fails before the original is removed, the copy is
+        undone (best effort) and the error raised: the original stays for the next tick."""
         taken = set(self.list_names(folder))
-        name = batch.name
+        name = stored_name(batch.name)
         if name in taken:  # the same name dropped twice: keep both, told apart by content
             stem, suffix = _split_suffix(name)
             name = f"{stem}-{batch.sha256[:8]}{suffix}"
-        self.write(name, batch.payload, folder)
-        if reason is not None:
-            self.write(f"{name}.reason.txt", f"{reason.rstrip()}\n".encode(), folder)
+        written: list[str] = []
         try:
-            self.remove(batch.name, stamp=batch.stamp)
-        except BatchChangedError:  # still being written: undo the copy, keep the original
-            self.remove(name, folder)
+            self.write(name, batch.payload, folder)
+            written.append(name)
             if reason is not None:
-                self.remove(f"{name}.reason.txt", folder)
+                self.write(f"{name}{REASON_SUFFIX}", f"{reason.rstrip()}\n".encode(), folder)
+                written.append(f"{name}{REASON_SUFFIX}")
+            self.remove(batch.name, stamp=batch.stamp)
+        except BaseException:
+            for done in reversed(written):  # still being written, or storage failed: undo
+                try:
+                    self.remove(done, folder)
+                except Exception:  # the original error is the one to report
+                    continue
             raise
         return name
 
@@ -108,6 +186,141 @@ def _split_suffix(name: str) -> tuple[str, str]:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)], name[-len(suffix) :]
     return name, ""
+
+
+class RowKeyIndex:
+    """The row keys of the data a retrain would use (base dataset + accepted batches), kept in
+    the landing zone's ``index/`` so that a sensor tick reads one small object per source
+    instead of re-reading and re-parsing everything ever accepted.
+
+    - ``index/base-<sha256>.npy``: the unique keys of the base dataset with that sha256
+      (written the first time that content is seen);
+    - ``index/accepted.parquet``: one row per (accepted batch name, key), rewritten when the
+      set of accepted batches changes. It is a cache of ``accepted/``: a batch there that it
+      does not cover (accepted by an interrupted tick, by an older version, or put there by
+      hand) is parsed once and added; a batch removed from ``accepted/`` is dropped. A batch
+      edited in place in ``accepted/`` is not noticed (the sensor alone writes there).
+    """
+
+    ACCEPTED_OBJECT = "accepted.parquet"
+
+    def __init__(self, landing: Landing):
+        self.landing = landing
+        self._listing: set[str] | None = None
+        self._accepted: dict[str, np.ndarray] | None = None
+        self._dirty = False
+        self.write_errors: list[str] = []  # of the base keys' object (best effort)
+
+    def _names(self) -> set[str]:
+        if self._listing is None:
+            self._listing = set(self.landing.list_names(INDEX))
+        return self._listing
+
+    def base_keys(self, sha256: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The base dataset's keys: stored, else ``compute()``d and stored for next time."""
+        name = f"base-{sha256}.npy"
+        if name in self._names():
+            try:
+                return _keys_from_npy(self.landing.read(name, INDEX).payload)
+            except Exception:  # unreadable: computed again and replaced below
+                pass
+        keys = np.unique(np.asarray(compute(), dtype=np.uint64))
+        try:
+            self.landing.write(name, _keys_to_npy(keys), INDEX)
+            self._names().add(name)
+        except Exception as exc:  # computed again next time
+            self.write_errors.append(f"{INDEX}/{name}: {type(exc).__name__}: {exc}")
+        return keys
+
+    def accepted_keys(
+        self, accepted_names: list[str], compute: Callable[[str], np.ndarray]
+    ) -> np.ndarray:
+        """The unique keys of every batch in ``accepted_names``; ``compute(name)`` gives those
+        of a batch the stored index does not cover (and they are added to it)."""
+        if self._accepted is None:
+            self._accepted = self._read_accepted()
+        current = set(accepted_names)
+        for name in set(self._accepted) - current:  # removed from accepted/ by hand
+            del self._accepted[name]
+            self._dirty = True
+        for name in sorted(current - set(self._accepted)):
+            self._accepted[name] = np.unique(np.asarray(compute(name), dtype=np.uint64))
+            self._dirty = True
+        return self.all_accepted()
+
+    def all_accepted(self) -> np.ndarray:
+        parts = list((self._accepted or {}).values())
+        return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+
+    def add(self, name: str, keys: np.ndarray) -> None:
+        """A batch just accepted as ``name``; stored by :meth:`save`."""
+        if self._accepted is None:
+            self._accepted = self._read_accepted()
+        self._accepted[name] = np.unique(np.asarray(keys, dtype=np.uint64))
+        self._dirty = True
+
+    def save(self) -> None:
+        """Write ``accepted.parquet`` if it changed (one object, replaced whole)."""
+        if not self._dirty or self._accepted is None:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = sorted(self._accepted)
+        lengths = [len(self._accepted[n]) for n in names]
+        keys = (
+            np.concatenate([self._accepted[n] for n in names])
+            if names
+            else np.empty(0, dtype=np.uint64)
+        )
+        batch = pa.DictionaryArray.from_arrays(
+            pa.array(np.repeat(np.arange(len(names), dtype=np.int32), lengths)),
+            pa.array(names, type=pa.string()),
+        )
+        table = pa.table({"batch": batch, "key": pa.array(keys, type=pa.uint64())})
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        self.landing.write(self.ACCEPTED_OBJECT, buffer.getvalue(), INDEX)
+        self._names().add(self.ACCEPTED_OBJECT)
+        self._dirty = False
+
+    def _read_accepted(self) -> dict[str, np.ndarray]:
+        if self.ACCEPTED_OBJECT not in self._names():
+            return {}
+        import pyarrow.parquet as pq
+
+        try:
+            payload = self.landing.read(self.ACCEPTED_OBJECT, INDEX).payload
+            table = pq.read_table(io.BytesIO(payload))
+            batch = table.column("batch").combine_chunks()
+            keys = table.column("key").to_numpy()
+        except Exception:  # unreadable: rebuilt from accepted/ (each batch parsed once)
+            self._dirty = True
+            return {}
+        if not len(keys):
+            return {}
+        codes = batch.indices.to_numpy(zero_copy_only=False)
+        names = batch.dictionary.to_pylist()
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        return {
+            name: keys[order[bounds[i] : bounds[i + 1]]]
+            for i, name in enumerate(names)
+            if bounds[i + 1] > bounds[i]
+        }
+
+
+def _keys_to_npy(keys: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(keys, dtype=np.uint64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _keys_from_npy(payload: bytes) -> np.ndarray:
+    keys = np.load(io.BytesIO(payload), allow_pickle=False)
+    if keys.dtype != np.uint64 or keys.ndim != 1:
+        raise ValueError("not a row-key index")
+    return keys
 
 
 class LocalLanding(Landing):
@@ -147,9 +360,16 @@ class LocalLanding(Landing):
     def write(self, name: str, data: bytes, folder: str) -> None:
         directory = self._dir(folder)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{name}.partial"
-        tmp.write_bytes(data)
-        tmp.replace(directory / name)
+        # The temporary name is the landing zone's own (short, hidden, unique), never derived
+        # from ``name``: a long name plus a suffix would exceed the file system's limit.
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".landing-", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, directory / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def remove(self, name: str, folder: str = "", stamp: tuple = ()) -> None:
         path = self._dir(folder) / name

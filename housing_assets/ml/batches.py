@@ -17,6 +17,11 @@ def row_keys(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(frame[RAW_COLUMNS], index=False).to_numpy()
 
 
+def distinct_row_keys(frame: pd.DataFrame) -> np.ndarray:
+    """The sorted unique keys of ``frame``'s rows (uint64): a row repeated counts once."""
+    return np.unique(row_keys(frame).astype(np.uint64, copy=False))
+
+
 def combine_batches(
     base: pd.DataFrame, batches: list[tuple[str, pd.DataFrame]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -6,6 +6,7 @@ import gzip
 import io
 import tarfile
 import zlib
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -15,19 +16,43 @@ from housing_assets.ml.schema import DataValidationError, coerce_raw
 SUPPORTED_SUFFIXES = (".tgz", ".tar.gz", ".csv.gz", ".csv")
 
 
-def parse_payload(payload: bytes, name: str) -> pd.DataFrame:
-    """Parse .tgz/.tar.gz (one CSV member), .csv.gz or .csv bytes into a canonical raw frame.
+@dataclass(frozen=True)
+class ParseLimits:
+    """What one file may cost to parse. ``max_bytes``: its size once decompressed (for a
+    ``.tgz``, the tar stream); ``max_rows``: its data rows. ``None``: no limit."""
 
-    Compressed files are decompressed whole first, so gzip's CRC-32 and length checks run: a
-    corrupt archive is an error naming the file, never a frame with changed values.
+    max_bytes: int | None = None
+    max_rows: int | None = None
+
+
+NO_LIMITS = ParseLimits()
+
+
+class TooLargeError(DataValidationError):
+    """The file is over a :class:`ParseLimits` limit; it was not inflated or read past it."""
+
+
+def parse_payload(
+    payload: bytes, name: str, limits: ParseLimits = NO_LIMITS, label: str | None = None
+) -> pd.DataFrame:
+    """Parse .tgz/.tar.gz (one CSV member), .csv.gz or .csv bytes into a canonical raw frame.
+    ``name`` (a file name or URL) gives the type; errors start with ``label`` (default:
+    ``name``), so a caller can name an untrusted file in a form safe to show.
+
+    Compressed files are decompressed as a stream to their end, so gzip's CRC-32 and length
+    checks run: a corrupt archive is an error naming the file, never a frame with changed
+    values. With ``limits``, decompression stops one byte past ``max_bytes`` and CSV parsing one
+    row past ``max_rows``: a small file that inflates to gigabytes costs at most the limit.
     """
     lower = urlparse(name).path.lower() if "://" in name else name.lower()
+    name = name if label is None else label
     try:
         if lower.endswith((".tgz", ".tar.gz")):
-            csv_bytes = _csv_from_tar(_gunzip_whole(payload), name)
+            csv_bytes = _csv_from_tar(_gunzip(payload, name, limits.max_bytes), name)
         elif lower.endswith(".csv.gz"):
-            csv_bytes = _gunzip_whole(payload)
+            csv_bytes = _gunzip(payload, name, limits.max_bytes)
         elif lower.endswith(".csv"):
+            _check_size(len(payload), name, limits.max_bytes)
             csv_bytes = payload
         else:
             raise DataValidationError(
@@ -39,18 +64,35 @@ def parse_payload(payload: bytes, name: str) -> pd.DataFrame:
         text = csv_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataValidationError(f"{name}: not UTF-8 text ({exc})") from exc
+    del csv_bytes
     if not text.strip():
         raise DataValidationError(f"{name}: the file is empty")
+    nrows = None if limits.max_rows is None else limits.max_rows + 1
     try:
-        frame = pd.read_csv(io.StringIO(text))
+        frame = pd.read_csv(io.StringIO(text), nrows=nrows)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataValidationError(f"{name}: malformed CSV ({exc})") from exc
+    if limits.max_rows is not None and len(frame) > limits.max_rows:
+        raise TooLargeError(
+            f"{name}: more than {limits.max_rows:,} data rows (the limit per batch)"
+        )
     return coerce_raw(frame, name)
 
 
-def _gunzip_whole(payload: bytes) -> bytes:
-    """Decompress a whole gzip stream; its CRC-32 and length trailer are verified."""
-    return gzip.decompress(payload)
+def _check_size(size: int, name: str, max_bytes: int | None) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise TooLargeError(
+            f"{name}: more than {max_bytes:,} bytes of data once decompressed (the limit per batch)"
+        )
+
+
+def _gunzip(payload: bytes, name: str, max_bytes: int | None) -> bytes:
+    """Decompress a gzip stream (every member) as a stream, at most ``max_bytes`` + 1 bytes of
+    output; read to its end, its CRC-32 and length trailers are verified."""
+    with gzip.GzipFile(fileobj=io.BytesIO(payload)) as stream:
+        data = stream.read(-1 if max_bytes is None else max_bytes + 1)
+    _check_size(len(data), name, max_bytes)
+    return data
 
 
 def _csv_from_tar(payload: bytes, name: str) -> bytes:
@@ -58,8 +100,7 @@ def _csv_from_tar(payload: bytes, name: str) -> bytes:
         members = [m for m in archive.getmembers() if m.isfile() and m.name.endswith(".csv")]
         if len(members) != 1:
             raise DataValidationError(
-                f"{name}: expected exactly one .csv member in the archive, found "
-                f"{[m.name for m in members]}"
+                f"{name}: expected exactly one .csv member in the archive, found {len(members)}"
             )
         extracted = archive.extractfile(members[0])
         assert extracted is not None
