@@ -65,6 +65,7 @@ def tune_params(
         baseline_params=comparison.winner_params,
         best_trial=result.study.best_trial.number,
         cv_value=result.best_value,
+        spec=split.spec,
     )
 
 
