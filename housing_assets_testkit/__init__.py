@@ -15,7 +15,6 @@ from housing_assets_testkit.postgres import throwaway_postgres
 from housing_assets_testkit.processes import (
     background_server,
     free_port,
-    stop_process_group,
     wait_for,
     warm_code_server,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "launch_runs_at_once",
     "make_synthetic_housing",
     "materialize_cli",
-    "stop_process_group",
     "throwaway_postgres",
     "wait_for",
     "wandb_offline_records",

@@ -32,16 +32,12 @@ def housing_tgz() -> Path:
 
 
 @pytest.fixture(scope="session")
-def http_root(tmp_path_factory, housing_tgz) -> Path:
+def http_server(tmp_path_factory, housing_tgz):
+    """A real HTTP server on 127.0.0.1 serving a copy of the real dataset as ``/housing.tgz``;
+    yields its base URL."""
     root = tmp_path_factory.mktemp("http_root")
     shutil.copy(housing_tgz, root / "housing.tgz")
-    return root
-
-
-@pytest.fixture(scope="session")
-def http_server(http_root):
-    """A real HTTP server on 127.0.0.1 serving ``http_root``; yields its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(http_root))
+    handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -9,8 +9,3 @@ import yaml
 
 SMOKE_RUN_CONFIG: dict = yaml.safe_load((Path(__file__).parent / "smoke.yaml").read_text())
 SMOKE_OPS_CONFIG: dict = SMOKE_RUN_CONFIG["ops"]
-
-
-def smoke_config_for(selection: list[str]) -> dict:
-    """The smoke run config restricted to the selected assets."""
-    return {"ops": {k: v for k, v in SMOKE_OPS_CONFIG.items() if k in selection}}
