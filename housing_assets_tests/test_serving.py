@@ -16,11 +16,19 @@ from dagster import DagsterInstance, materialize
 
 from housing_assets.defs.assets import PIPELINE_ASSETS
 from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
+from housing_assets.io.integrity import record_model_digest
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
 from housing_assets_testkit import background_server, free_port
 
 MODEL_URI = "models:/housing_price_model@champion"
+
+
+def record_digests(client, versions=("1", "2", "3"), name: str = "housing_price_model") -> None:
+    """Digests of the versions' files as the store holds them now: the server loads only
+    versions whose files match theirs."""
+    for version in versions:
+        record_model_digest(client, name, version)
 
 
 def post(url: str, payload: dict) -> tuple[int, dict]:
@@ -46,6 +54,14 @@ def served_champion(isolated_env, tmp_path):
         instance=DagsterInstance.ephemeral(),
     )
     assert result.success
+    from mlflow import MlflowClient
+
+    from housing_assets import settings
+
+    uri = settings.mlflow_tracking_uri()
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = client.get_model_version_by_alias("housing_price_model", "champion").version
+    record_digests(client, [champion])
     port = free_port()
     command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # as a user runs it
@@ -127,6 +143,7 @@ def test_housing_serve_follows_the_champion_without_a_restart(registry, tmp_path
     command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # as a user runs it
     rows = {"dataframe_records": [{"x": 1.0}]}
+    record_digests(registry[0])
     with background_server(
         [*command, "--poll-s", "0.5"], f"{base}/ping", env=env, log_path=tmp_path / "serve.log"
     ):
@@ -141,14 +158,14 @@ def test_housing_serve_follows_the_champion_without_a_restart(registry, tmp_path
             assert status == 200, body  # served by one version or the other, never an error
         assert (body["predictions"], version) == ([200.0], "2")
 
-        # A champion whose files are gone cannot be loaded: the server keeps serving v2.
+        # A champion whose files are gone is not loaded: the server keeps serving v2.
         client = registry[0]
         broken = client.get_model_version_download_uri("housing_price_model", "1")
         shutil.rmtree(urllib.parse.urlparse(broken).path)
         client.set_registered_model_alias("housing_price_model", "champion", "1")
         log = tmp_path / "serve.log"
         deadline = time.monotonic() + 30
-        while "could not refresh" not in log.read_text():
+        while not any(f in log.read_text() for f in ("could not refresh", "refused version 1")):
             assert time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.2)
         status, body, version = post_with_version(f"{base}/invocations", rows)
@@ -172,6 +189,7 @@ def test_housing_serve_waits_for_the_alias_then_serves_it(registry, tmp_path):
     command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
     command += ["--alias", "canary", "--wait", "--poll-s", "0.5"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    record_digests(registry[0])
     with background_server(command, f"{base}/status", env=env, log_path=tmp_path / "serve.log"):
         with urllib.request.urlopen(f"{base}/status", timeout=10) as response:
             status = json.loads(response.read())
@@ -214,4 +232,14 @@ def test_request_rules_are_the_training_rules():
     assert "missing column 'latitude'" in request_problem(
         json.dumps({"dataframe_records": [no_geo]}).encode()
     )
-    assert request_problem(b"not json") is None  # left to MLflow's parser (a 400 of its own)
+    assert request_problem(b"not json").startswith("request body is not valid JSON")
+    # The same rules whatever the format: a record, a column, a CSV row.
+    for body, content_type in [
+        ({"instances": [row | {"latitude": 95.0}]}, "application/json"),
+        ({"inputs": {k: [v] for k, v in (row | {"latitude": 95.0}).items()}}, "application/json"),
+        (",".join(row) + "\n-122.23,95,41,880,,322,126,8.3252,NEAR BAY\n", "text/csv"),
+    ]:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        assert "column 'latitude' has 1 value(s) outside [32, 42.5]" in request_problem(
+            data, content_type
+        )

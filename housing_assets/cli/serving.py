@@ -21,12 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from housing_assets import settings
+from housing_assets.io.integrity import DIGEST_TAG, ModelIntegrityError, verify_model_version
 from housing_assets.io.redaction import redact_url
 from housing_assets.io.registry import MODEL_NAME, AliasMissingError, aliased_version
 from housing_assets.ml.schema import FEATURE_COLUMNS
@@ -40,7 +45,7 @@ class Served:
 
     version: str
     app: Any  # MLflow's scoring app for it
-    validates: bool  # its inputs are the housing features: rows get the training data's rules
+    rules: RequestRules  # what its requests must be
 
 
 class AliasFollowingApp:
@@ -48,7 +53,9 @@ class AliasFollowingApp:
     scoring app of the new version when the alias moves (see :meth:`refresh`).
 
     Without ``wait`` the alias must exist at start (:class:`AliasMissingError` otherwise); with
-    it, the app starts empty and model endpoints answer 503 until the alias appears.
+    it, the app starts empty and model endpoints answer 503 until the alias appears. A version is
+    loaded only from files that match the digest recorded on it (:mod:`housing_assets.io.integrity`);
+    one without a digest only with ``allow_missing_digest``.
     """
 
     def __init__(
@@ -58,14 +65,24 @@ class AliasFollowingApp:
         alias: str,
         wait: bool = False,
         max_request_bytes: int = 5_000_000,
+        max_rows: int = 50_000,
+        allow_missing_digest: bool = False,
+        models_dir: str | Path | None = None,
     ):
         self.client, self.model, self.alias = client, model, alias
-        self.max_request_bytes = max_request_bytes
+        self.max_request_bytes, self.max_rows = max_request_bytes, max_rows
+        self.allow_missing_digest = allow_missing_digest
+        # Verified model folders are fetched here and loaded from here (never from the store).
+        self.models_dir = Path(models_dir or tempfile.mkdtemp(prefix="housing-serve-"))
         self._current: Served | None = None
         self._lock = threading.Lock()  # one refresh at a time
         self._failed: str | None = None  # the last version that could not be loaded
         self._problem: str | None = None  # why the last lookup failed (None: it worked)
         self._waiting: str | None = None  # why there is nothing to serve yet
+        # The last version refused for its files and the digest tag it had then: not fetched
+        # again until the alias moves or that tag changes.
+        self._refused: tuple[str, str | None] | None = None
+        self._refusal: str | None = None
         if wait:
             self.refresh()
         else:
@@ -78,24 +95,49 @@ class AliasFollowingApp:
         return self._current.version if self._current else None
 
     def _load(self, version: str) -> Served:
+        """Fetch the version's files, check them against its recorded digest, and only then
+        load (unpickle) the model, from the checked folder."""
         import mlflow
         from mlflow.pyfunc import scoring_server
 
-        model = mlflow.pyfunc.load_model(f"models:/{self.model}/{version}")
+        folder = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=self.models_dir))
+        try:
+            local = verify_model_version(
+                self.client, self.model, version, folder, allow_missing=self.allow_missing_digest
+            )
+            model = mlflow.pyfunc.load_model(str(local))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         schema = model.metadata.get_input_schema()
-        inputs = set(schema.input_names()) if schema is not None else set()
-        return Served(version, scoring_server.init(model), set(FEATURE_COLUMNS) <= inputs)
+        columns = (
+            tuple(schema.input_names()) if schema is not None and schema.has_input_names() else ()
+        )
+        rules = RequestRules(
+            columns=columns,
+            validates=set(FEATURE_COLUMNS) <= set(columns),
+            accepts_params=model.metadata.get_params_schema() is not None,
+            max_rows=self.max_rows,
+        )
+        return Served(version, scoring_server.init(model), rules)
+
+    def _digest_tag(self, version: str) -> str | None:
+        return (self.client.get_model_version(self.model, version).tags or {}).get(DIGEST_TAG)
 
     def refresh(self) -> bool:
         """Serve the version the alias points to now; True if that changed the served version.
-        A registry or loading error is logged and the current version keeps serving."""
+        A registry or loading error, or files that fail their check, are logged and the current
+        version keeps serving."""
         with self._lock:
             version = self.version
             try:
                 version = aliased_version(self.client, self.model, self.alias)
                 self._problem = None
                 if version == self.version:
+                    self._refused = self._refusal = None
                     return False
+                if self._refused and self._refused == (version, self._digest_tag(version)):
+                    return False  # refused already, and nothing about it has changed
                 served = self._load(version)
             except AliasMissingError as exc:
                 self._problem = None
@@ -105,6 +147,18 @@ class AliasFollowingApp:
                     self._waiting = str(exc)
                 else:
                     log.error("%s; still serving version %s", exc, self.version)
+                return False
+            except ModelIntegrityError as exc:
+                # A refusal, not a failure: logged once, without a traceback, and not retried
+                # until the version's digest tag changes (or the alias moves).
+                self._refused = (version, self._digest_tag(version))
+                self._refusal = f"refused version {version}: {exc}"
+                if self._current is None:
+                    self._waiting = self._refusal
+                keeps = (
+                    f"still serving version {self.version}" if self._current else "nothing served"
+                )
+                log.error("%s@%s: %s; %s", self.model, self.alias, self._refusal, keeps)
                 return False
             except Exception as exc:
                 # Tried again at every poll (the cause may pass); the traceback is logged once.
@@ -118,7 +172,7 @@ class AliasFollowingApp:
                 "%s@%s moved to version %s (was %s)", self.model, self.alias, version, self.version
             )
             self._current = served  # requests already running finish on the old app
-            self._waiting = None
+            self._waiting = self._refused = self._refusal = None
             return True
 
     def follow(self, poll_s: float, stop: threading.Event) -> None:
@@ -132,6 +186,8 @@ class AliasFollowingApp:
         body = {"model": self.model, "alias": self.alias, "version": self.version, "state": state}
         if self._waiting and not self._current:
             body["reason"] = self._waiting
+        if self._refusal:
+            body["refused"] = self._refusal
         if self._problem:
             body["registry_error"] = self._problem
         return (503 if self._problem else 200), body
@@ -156,54 +212,365 @@ class AliasFollowingApp:
             )
             return
         version, app = current.version, current.app
-        if scope["path"] == "/invocations" and scope.get("method") == "POST":
+        if scope.get("method") == "POST":
+            if scope["path"] != "/invocations":  # nothing else takes a body
+                await _send_json(send, 404, {"error_code": "NOT_FOUND", "message": "not found"})
+                return
             body = await _read_body(receive, self.max_request_bytes)
-            if body is None:
-                await _send_json(
-                    send, 413, _error(f"request larger than {self.max_request_bytes:,} bytes")
-                )
+            try:
+                if body is None:
+                    raise RequestError(413, f"request larger than {self.max_request_bytes:,} bytes")
+                body = canonical_request(body, _header(scope, b"content-type"), current.rules)
+            except RequestError as exc:
+                _log_refusal(scope, exc.status, str(exc))
+                await _send_json(send, exc.status, _error(str(exc)))
                 return
-            problem = request_problem(body) if current.validates else None
-            if problem:
-                await _send_json(send, 400, _error(problem))
+            except Exception as exc:  # a reader's bug must not become MLflow's 500 page
+                _log_refusal(scope, 400, f"request could not be read ({type(exc).__name__})")
+                await _send_json(send, 400, _error("request could not be read as a table"))
                 return
+            headers = [
+                (k, v)
+                for k, v in scope.get("headers", [])
+                if k.lower() not in (b"content-type", b"content-length", b"content-encoding")
+            ]
+            headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            scope = {**scope, "headers": headers}
             receive = _replay(body)
-        await app(scope, receive, _clean_errors(send, version))
+        await _guarded(app, scope, receive, _clean_errors(send, version))
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _log_refusal(scope, status: int, message: str) -> None:
+    client = scope.get("client") or ("?", 0)
+    log.warning("refused a request from %s: %d %s", client[0], status, message)
+
+
+async def _guarded(app, scope, receive, send) -> None:
+    """MLflow's app, with an exception it lets out answered as a plain 500 (no traceback or
+    path in the response; one line in the log)."""
+    started = False
+
+    async def tracking_send(message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = True
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except Exception as exc:
+        log.error("error answering %s: %s", scope.get("path"), type(exc).__name__)
+        if not started:
+            await _send_json(
+                send, 500, {"error_code": "INTERNAL_ERROR", "message": "internal error"}
+            )
 
 
 def _error(message: str) -> dict[str, str]:
     return {"error_code": "BAD_REQUEST", "message": message}
 
 
-def request_problem(body: bytes) -> str | None:
-    """What is wrong with the rows of an /invocations body, by the training data's own rules
-    (a message naming the column and the rule), or None. Bodies that are not JSON records or
-    splits are left to MLflow's own parser."""
+class RequestError(ValueError):
+    """An /invocations request refused before the model sees it: ``status`` and a message that
+    names the problem (never the request's content beyond a column name and a row number)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RequestRules:
+    """What an /invocations request must be for one served version."""
+
+    columns: tuple[str, ...] = ()  # the signature's input columns (empty: none named)
+    validates: bool = False  # the housing features: rows get the training data's rules
+    accepts_params: bool = False  # the signature declares params
+    max_rows: int = 50_000
+
+
+ACCEPTED = (
+    "send application/json (one of dataframe_records, dataframe_split, instances or inputs) or "
+    "text/csv"
+)
+FORMATS = ("dataframe_records", "dataframe_split", "instances", "inputs")
+_MAX_DIGITS = 20  # longer JSON integers are refused (no feature needs more)
+
+
+def canonical_request(body: bytes, content_type: str | None, rules: RequestRules) -> bytes:
+    """The one request body MLflow's scoring app is given: ``{"dataframe_split": ...}`` JSON of
+    the rows exactly as they were checked. Every format MLflow accepts is read here by the same
+    strict rules (JSON records, split, instances and inputs; CSV), so no format bypasses the row
+    checks and MLflow never parses what was not checked. Parquet is refused (415): a binary
+    table is not read from untrusted clients. :class:`RequestError` says what is wrong."""
+    media = _media_type(content_type)
+    text = _text(body)
+    params = None
+    if media == "application/json":
+        columns, rows, params = _json_table(text)
+        if params is not None and not rules.accepts_params:
+            raise RequestError(400, "params: this model takes no parameters")
+    elif media == "text/csv":
+        columns, rows = _csv_table(text)
+    else:
+        raise RequestError(415, f"content type {media!r} is not accepted: {ACCEPTED}")
+    if len(rows) > rules.max_rows:
+        raise RequestError(413, f"request has more than {rules.max_rows:,} rows")
+    if rules.validates:
+        columns, rows = _checked_features(columns, rows, rules.columns)
+    payload: dict[str, Any] = {"dataframe_split": {"columns": columns, "data": rows}}
+    if params is not None:
+        payload["params"] = params
+    try:
+        return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+    except ValueError as exc:  # a non-finite number read from text
+        raise RequestError(400, f"request: {exc}") from exc
+
+
+def request_problem(body: bytes, content_type: str | None = "application/json") -> str | None:
+    """What is wrong with an /invocations request for the housing model (a message naming the
+    column and the rule), or None."""
+    from housing_assets.ml.schema import FEATURE_COLUMNS
+
+    try:
+        canonical_request(body, content_type, RequestRules(tuple(FEATURE_COLUMNS), True))
+    except RequestError as exc:
+        return str(exc)
+    return None
+
+
+def _media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header; only a UTF-8 charset is accepted."""
+    if not content_type or not content_type.strip():
+        raise RequestError(400, f"request has no Content-Type header: {ACCEPTED}")
+    media, *parameters = (part.strip() for part in content_type.split(";"))
+    charset = "utf-8"
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() != "charset":
+            raise RequestError(415, f"unsupported Content-Type parameter {name.strip()[:40]!r}")
+        charset = value.strip().strip('"').lower()
+    if charset not in ("utf-8", "utf8"):
+        raise RequestError(415, "only the UTF-8 charset is accepted")
+    return media.lower()
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"request body is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def _json_table(text: str) -> tuple[list[str], list[list], Any]:
+    """(columns, rows, params) of a JSON body in one of MLflow's four formats."""
+    try:
+        payload = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_constant=_no_constant,
+            parse_int=_int,
+            parse_float=_float,
+        )
+    except RecursionError:
+        raise RequestError(400, "request: JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        message = (
+            f"request body is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
+        )
+        raise RequestError(400, message) from None
+    if not isinstance(payload, dict):
+        raise RequestError(400, f"request body must be a JSON object: {ACCEPTED}")
+    formats = [key for key in payload if key in FORMATS]
+    unexpected = [key for key in payload if key not in FORMATS and key != "params"]
+    if len(formats) != 1 or unexpected:
+        found = ", ".join(repr(k[:40]) for k in payload) or "no keys"
+        raise RequestError(
+            400,
+            f"request: found {found}; expected exactly one of {', '.join(FORMATS)} (and "
+            "optionally params)",
+        )
+    key = formats[0]
+    data = payload[key]
+    if key == "dataframe_split":
+        columns, rows = _split(data)
+    elif isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        columns, rows = _records(data)
+    elif key in ("instances", "inputs") and isinstance(data, dict):
+        columns, rows = _columnar(key, data)
+    elif key == "dataframe_records":
+        raise RequestError(400, "dataframe_records must be a list of objects, one per row")
+    else:
+        raise RequestError(
+            400,
+            f"{key} must be a list of objects (one per row) or an object of equal-length "
+            "lists (one per column)",
+        )
+    _check_cells(rows)
+    return columns, rows, payload.get("params")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):  # JSON allows it; which value counts would be a guess
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RequestError(400, f"request: duplicate key {key[:40]!r} in a JSON object")
+            seen.add(key)
+    return result
+
+
+def _no_constant(name: str) -> float:
+    raise RequestError(400, f"request: {name} is not a JSON number (use null for a missing value)")
+
+
+def _int(digits: str) -> int:
+    if len(digits.lstrip("-")) > _MAX_DIGITS:
+        raise RequestError(400, f"request: an integer has more than {_MAX_DIGITS} digits")
+    return int(digits)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise RequestError(400, "request: a number is too large to be represented")
+    return value
+
+
+def _records(data: list[dict]) -> tuple[list[str], list[list]]:
+    columns = list(dict.fromkeys(name for row in data for name in row))
+    return columns, [[row.get(name) for name in columns] for row in data]
+
+
+def _split(data: Any) -> tuple[list[str], list[list]]:
+    if not isinstance(data, dict) or not isinstance(data.get("columns"), list):
+        raise RequestError(400, "dataframe_split must be an object with columns and data")
+    unexpected = set(data) - {"columns", "data", "index"}
+    if unexpected:
+        raise RequestError(400, "dataframe_split has keys other than columns, data and index")
+    columns, rows = data["columns"], data.get("data", [])
+    if not all(isinstance(name, str) for name in columns):
+        raise RequestError(400, "dataframe_split: column names must be strings")
+    if len(set(columns)) != len(columns):
+        duplicate = next(name for i, name in enumerate(columns) if name in columns[:i])
+        raise RequestError(400, f"dataframe_split: duplicate column {duplicate[:40]!r}")
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise RequestError(400, "dataframe_split: data must be a list of rows (lists)")
+    for number, row in enumerate(rows, 1):
+        if len(row) != len(columns):
+            raise RequestError(
+                400,
+                f"dataframe_split: data row {number} has {len(row)} values for "
+                f"{len(columns)} columns",
+            )
+    return columns, rows
+
+
+def _columnar(key: str, data: dict) -> tuple[list[str], list[list]]:
+    columns = list(data)
+    if not all(isinstance(values, list) for values in data.values()):
+        raise RequestError(400, f"{key}: each column must be a list of values, one per row")
+    lengths = {len(values) for values in data.values()}
+    if len(lengths) > 1:
+        raise RequestError(400, f"{key}: columns have different numbers of values")
+    return columns, [list(row) for row in zip(*data.values(), strict=True)]
+
+
+_SCALARS = (str, int, float, type(None))
+
+
+def _check_cells(rows: list[list]) -> None:
+    for number, row in enumerate(rows, 1):
+        for value in row:
+            if not isinstance(value, _SCALARS):
+                raise RequestError(
+                    400,
+                    f"request: values must be numbers, text or null (row {number} has "
+                    f"a {type(value).__name__})",
+                )
+
+
+def _csv_table(text: str) -> tuple[list[str], list[list]]:
+    import csv
+    import io
+
+    try:
+        lines = [line for line in csv.reader(io.StringIO(text, newline=""), strict=True) if line]
+    except csv.Error as exc:
+        raise RequestError(400, f"request body is not valid CSV: {exc}") from None
+    if not lines:
+        raise RequestError(400, "CSV request has no header row")
+    columns, rows = lines[0], lines[1:]
+    if len(set(columns)) != len(columns):
+        duplicate = next(name for i, name in enumerate(columns) if name in columns[:i])
+        raise RequestError(400, f"CSV request: duplicate column {duplicate[:40]!r}")
+    for number, row in enumerate(rows, 1):
+        if len(row) != len(columns):
+            raise RequestError(
+                400,
+                f"CSV request: data row {number} has {len(row)} values for {len(columns)} columns",
+            )
+    return columns, [[value if value != "" else None for value in row] for row in rows]
+
+
+def _checked_features(
+    columns: list[str], rows: list[list], schema_columns: tuple[str, ...]
+) -> tuple[list[str], list[list]]:
+    """The training data's rules on the rows (types, completeness, ranges: the messages of
+    :func:`validate_features`), then the signature's columns with the numbers as checked."""
     import pandas as pd
 
-    from housing_assets.ml.schema import DataValidationError, validate_features
+    from housing_assets.ml.schema import (
+        CATEGORICAL_FEATURE,
+        NUMERIC_FEATURES,
+        DataValidationError,
+        validate_features,
+    )
 
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(payload, dict):
-        return None
-    try:
-        if isinstance(payload.get("dataframe_records"), list):
-            frame = pd.DataFrame.from_records(payload["dataframe_records"])
-        elif isinstance(payload.get("dataframe_split"), dict):
-            split = payload["dataframe_split"]
-            frame = pd.DataFrame(split.get("data", []), columns=split.get("columns"))
-        else:
-            return None
-    except (TypeError, ValueError) as exc:
-        return f"request: rows could not be read as a table ({type(exc).__name__})"
+    position = {name: i for i, name in enumerate(columns)}
+    for name in NUMERIC_FEATURES:  # JSON true/false are not numbers (pandas would say 1/0)
+        if name in position:
+            i = position[name]
+            bad = [n for n, row in enumerate(rows, 1) if isinstance(row[i], bool)]
+            if bad:
+                raise RequestError(
+                    400,
+                    f"request: column '{name}' must be numeric; {len(bad)} value(s) are "
+                    f"not (first at data row {bad[0]})",
+                )
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)
     try:
         validate_features(frame)
     except DataValidationError as exc:
-        return str(exc)
-    return None
+        raise RequestError(400, str(exc)) from None
+    i = position[CATEGORICAL_FEATURE]
+    bad = [n for n, row in enumerate(rows, 1) if not isinstance(row[i], str)]
+    if bad:
+        raise RequestError(
+            400,
+            f"request: column '{CATEGORICAL_FEATURE}' must be text; {len(bad)} value(s) "
+            f"are not (first at data row {bad[0]})",
+        )
+    values = {}
+    for name in [c for c in schema_columns if c in position]:
+        if name in NUMERIC_FEATURES:
+            numbers = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+            values[name] = [None if v != v else v for v in numbers.tolist()]
+        else:
+            values[name] = frame[name].tolist()
+    names = list(values)
+    return names, [list(row) for row in zip(*values.values(), strict=True)] if names else []
 
 
 async def _read_body(receive, limit: int) -> bytes | None:
@@ -281,8 +648,16 @@ async def _send_json(send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+ALLOW_MISSING_DIGEST_ENV = "HOUSING_SERVE_ALLOW_MISSING_DIGEST"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="housing-serve", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="housing-serve",
+        description=__doc__.splitlines()[0],
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
     parser.add_argument("--alias", default="champion", help="registry alias to serve")
@@ -295,42 +670,90 @@ def main(argv: list[str] | None = None) -> int:
         help="larger /invocations bodies get 413 (default 5 MB, ~20,000 rows)",
     )
     parser.add_argument(
+        "--max-rows",
+        type=int,
+        default=50_000,
+        help="requests with more rows get 413 (default 50,000)",
+    )
+    parser.add_argument(
         "--wait",
         action="store_true",
         help="start even if the alias does not exist yet (503 until it does), as a deployment "
         "does before its first pipeline run",
     )
+    parser.add_argument(
+        "--allow-missing-digest",
+        action="store_true",
+        default=os.environ.get(ALLOW_MISSING_DIGEST_ENV, "").lower() in ("1", "true", "yes"),
+        help=f"load a version that has no {DIGEST_TAG!r} tag (registered before digests were "
+        "recorded) without checking its files, with a warning; versions that have the tag are "
+        f"always checked. Also {ALLOW_MISSING_DIGEST_ENV}=1. Default: refuse such a version",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the log
 
     import mlflow
 
     uri = settings.mlflow_tracking_uri()
-    mlflow.set_tracking_uri(uri)  # models:/ URIs are resolved against the global registry
+    mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    models_dir = tempfile.mkdtemp(prefix="housing-serve-")
     try:
-        app = AliasFollowingApp(
-            client, args.model, args.alias, wait=args.wait, max_request_bytes=args.max_request_bytes
+        try:
+            app = AliasFollowingApp(
+                client,
+                args.model,
+                args.alias,
+                wait=args.wait,
+                max_request_bytes=args.max_request_bytes,
+                max_rows=args.max_rows,
+                allow_missing_digest=args.allow_missing_digest,
+                models_dir=models_dir,
+            )
+        except AliasMissingError as exc:
+            print(f"housing-serve: {exc}", file=sys.stderr)
+            return 2
+        except ModelIntegrityError as exc:
+            print(f"housing-serve: refused to start: {exc}", file=sys.stderr)
+            return 3
+        where = f"http://{args.host}:{args.port}"
+        served = f"version {app.version}" if app.version else "nothing yet: waiting for the alias"
+        log.info(
+            "serving %s@%s (%s) from %s on %s",
+            args.model,
+            args.alias,
+            served,
+            redact_url(uri),
+            where,
         )
-    except AliasMissingError as exc:
-        print(f"housing-serve: {exc}", file=sys.stderr)
-        return 2
-    where = f"http://{args.host}:{args.port}"
-    served = f"version {app.version}" if app.version else "nothing yet: waiting for the alias"
-    log.info(
-        "serving %s@%s (%s) from %s on %s", args.model, args.alias, served, redact_url(uri), where
-    )
 
-    import uvicorn
+        import uvicorn
 
-    stop = threading.Event()
-    threading.Thread(target=app.follow, args=(args.poll_s, stop), daemon=True).start()
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        stop = threading.Event()
+        threading.Thread(target=app.follow, args=(args.poll_s, stop), daemon=True).start()
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        finally:
+            stop.set()
+        return 0
     finally:
-        stop.set()
-    return 0
+        shutil.rmtree(models_dir, ignore_errors=True)
+
+
+_EPILOG = f"""model files:
+  A version is served only if its files, fetched from the artifact store, match the digest
+  recorded on it (model-version tag {DIGEST_TAG!r}), checked before anything in them is loaded.
+  At start a mismatch or a missing tag stops the server (exit status 3); when the alias moves to
+  such a version, the server keeps serving the version it has and logs the refusal.
+
+requests (POST /invocations):
+  application/json with one of dataframe_records, dataframe_split, instances or inputs (and
+  params only if the model declares them), or text/csv, UTF-8. Every format gets the same row
+  checks (the training data's columns, types and ranges). Malformed bodies get 400, other
+  content types (Parquet included) 415, oversized ones 413.
+"""
 
 
 if __name__ == "__main__":
