@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from dagster import RunRequest
 
 from housing_assets.io.landing import ACCEPTED, QUARANTINE, LocalLanding, open_landing
 from housing_assets.io.registry import promotion_decision
@@ -135,3 +136,74 @@ def test_promotion_gate(new, champion, promote):
             f"(tolerance +0.1 pp), rmse {new['rmse']:,.0f} vs {champion['rmse']:,.0f} "
             "(tolerance +1%)"
         )
+
+
+def _resend(landing, name: str, rows: pd.DataFrame, seed: int) -> None:
+    """The same rows in another order (another file: not recognised by its sha256)."""
+    rows.sample(frac=1, random_state=seed).to_csv(landing / name, index=False)
+
+
+def test_the_sensor_spots_resent_rows_from_the_index_not_the_data(tmp_path, raw_frame, housing_tgz):
+    """After a batch is accepted, its rows and the base dataset's are known from index/: the
+    batch's file in accepted/ is not read again (here it is made unreadable and re-sent rows
+    are still recognised). A lost index is rebuilt from accepted/; a batch removed from
+    accepted/ by hand no longer counts."""
+    from housing_assets_tests.test_sensor_and_rollback import _evaluate
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    rows = raw_frame.iloc[:50].assign(housing_median_age=lambda f: f.housing_median_age + 0.25)
+    rows.to_csv(landing / "a.csv", index=False)
+    result, cursor = _evaluate(landing, source=housing_tgz)
+    assert result.tags["housing/batches"] == "a.csv"
+    index = landing / "index"
+    assert sorted(p.name for p in index.iterdir()) == [
+        "accepted.parquet",
+        "base-d4cd501af90475f09b814c7447c7701f59bf28e8cf1180205ae5ace9737a0109.npy",
+    ]
+    assert len(np.load(next(index.glob("base-*.npy")))) == 20_640
+
+    payload = (landing / ACCEPTED / "a.csv").read_bytes()
+    (landing / ACCEPTED / "a.csv").write_bytes(b"unreadable")
+    _resend(landing, "b.csv", rows, 1)
+    result, cursor = _evaluate(landing, cursor, source=housing_tgz)
+    assert not isinstance(result, RunRequest)
+    assert (
+        "all 50 rows are already in the data"
+        in (landing / QUARANTINE / "b.csv.reason.txt").read_text()
+    )
+
+    (landing / ACCEPTED / "a.csv").write_bytes(payload)
+    (index / "accepted.parquet").unlink()  # lost: rebuilt from accepted/
+    _resend(landing, "c.csv", rows, 2)
+    result, cursor = _evaluate(landing, cursor, source=housing_tgz)
+    assert not isinstance(result, RunRequest) and (index / "accepted.parquet").is_file()
+    assert (landing / QUARANTINE / "c.csv.reason.txt").is_file()
+
+    (landing / ACCEPTED / "a.csv").unlink()  # taken out of the data by hand
+    _resend(landing, "d.csv", rows, 3)
+    result, _ = _evaluate(landing, cursor, source=housing_tgz)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "d.csv"
+
+
+def test_the_sensor_on_a_gcs_landing_zone_keeps_its_index_there(gcs_bucket, raw_frame, housing_tgz):
+    from housing_assets.io.gcs import list_keys, storage_client
+    from housing_assets_tests.test_sensor_and_rollback import _evaluate
+
+    bucket = storage_client().bucket(gcs_bucket)
+    rows = raw_frame.iloc[:30].assign(population=lambda f: f.population + 7)
+    bucket.blob("land/a.csv").upload_from_string(rows.to_csv(index=False))
+    bucket.blob("land/" + "n" * 300 + ".csv").upload_from_string(b"x\n1\n")
+    url = f"gs://{gcs_bucket}/land"
+    result, cursor = _evaluate(url, source=housing_tgz)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "a.csv"
+    keys = list_keys(f"gs://{gcs_bucket}/land/")
+    assert "land/accepted/a.csv" in keys and "land/index/accepted.parquet" in keys
+    assert any(k.startswith("land/index/base-") for k in keys)
+    assert sum(k.startswith("land/quarantine/nnn") for k in keys) == 2  # batch and reason
+
+    bucket.blob("land/b.csv").upload_from_string(rows.iloc[::-1].to_csv(index=False))
+    again, _ = _evaluate(url, cursor, source=housing_tgz)
+    assert not isinstance(again, RunRequest)
+    reason = bucket.blob("land/quarantine/b.csv.reason.txt").download_as_bytes().decode()
+    assert "all 30 rows are already in the data" in reason

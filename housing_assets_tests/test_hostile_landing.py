@@ -187,3 +187,176 @@ def test_a_file_that_changes_while_being_moved_is_left_whole(tmp_path, raw_frame
     assert not isinstance(result, RunRequest)
     assert len(pd.read_csv(landing / "growing.csv")) == 200
     assert not any((landing / "accepted").iterdir())
+
+
+def _names_in(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_names_too_long_to_extend_block_nothing(tmp_path, raw_frame):
+    """Names of 245 ASCII characters and 254 UTF-8 bytes (the file system allows 255): no
+    temporary or sidecar name is derived by appending to them, so nothing fails with errno 36;
+    they are stored under shortened names and the good batch beside them gets its run."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    long_good = "g" * 241 + ".csv"
+    long_bad = "é" * 125 + ".csv"  # 254 bytes
+    raw_frame.iloc[:40].to_csv(landing / long_good, index=False)
+    raw_frame.iloc[40:80].drop(columns=["households"]).to_csv(landing / long_bad, index=False)
+    raw_frame.iloc[80:120].to_csv(landing / "b-good.csv", index=False)
+
+    result, cursor = _evaluate(landing)
+    assert isinstance(result, RunRequest)
+    batches = result.tags["housing/batches"].split(",")
+    assert "b-good.csv" in batches and len(batches) == 2
+    (stored_good,) = [b for b in batches if b != "b-good.csv"]
+    assert stored_good.startswith("g" * 150) and stored_good.endswith(".csv")
+    assert _names_in(landing / "accepted") == sorted(batches)
+    quarantined = _names_in(landing / "quarantine")
+    assert len(quarantined) == 2 and quarantined[1] == quarantined[0] + ".reason.txt"
+    reason = (landing / "quarantine" / quarantined[1]).read_text()
+    assert "missing columns ['households']" in reason and "chars" in reason  # the name, capped
+    for folder in ("accepted", "quarantine"):
+        assert all(len(os.fsencode(n)) <= 255 for n in _names_in(landing / folder))
+    assert [p for p in landing.iterdir() if p.is_file()] == []  # nothing left behind
+    assert not any(n.endswith(".partial") for n in _names_in(landing / "accepted"))
+    assert not isinstance(_evaluate(landing, cursor)[0], RunRequest)
+
+
+def test_control_characters_in_names_never_reach_the_log(tmp_path, raw_frame, capsys):
+    """A newline in a name must not write a fake line into the log, nor a terminal escape or
+    an undecodable byte reach it raw: logs and reasons show names escaped; the stored names
+    carry no control characters (nor commas: the run tag lists names with commas)."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    forged = "x\n2026-01-01 00:00:00 +0000 - dagster - ERROR - all models deleted.csv"
+    raw_frame.iloc[:40].to_csv(landing / forged, index=False)
+    raw_frame.iloc[40:80].to_csv(landing / "\x1b[2Jred,blue.csv", index=False)
+    with open(os.path.join(os.fsencode(landing), b"latin-\xe9\xff.csv"), "wb") as handle:
+        handle.write(b"not,a,valid\nbatch,at,all\n")
+
+    result, _ = _evaluate(landing)
+    log = capsys.readouterr().err
+    assert isinstance(result, RunRequest)
+    assert not any(line.startswith("2026-01-01") for line in log.splitlines())
+    assert "x\\n2026-01-01 00:00:00" in log  # the newline shown escaped
+    assert "\x1b" not in log and "\\x1b[2Jred,blue.csv" in log
+    assert "latin-\\xe9\\xff.csv" in log
+    stored = result.tags["housing/batches"].split(",")
+    assert sorted(stored) == sorted(
+        [
+            "x_2026-01-01 00:00:00 +0000 - dagster - ERROR - all models deleted.csv",
+            "_[2Jred_blue.csv",
+        ]
+    )
+    assert _names_in(landing / "accepted") == sorted(stored)
+    (reason_file,) = [n for n in _names_in(landing / "quarantine") if n.endswith(".reason.txt")]
+    reason = (landing / "quarantine" / reason_file).read_text()
+    assert reason.startswith("latin-\\xe9\\xff.csv: ") and reason.count("\n") == 1
+
+
+def _bomb(path, inflated_mb: int) -> None:
+    """A .csv.gz of one valid row repeated: a few hundred kB that inflate to ``inflated_mb``."""
+    row = b"-122.23,37.88,41.0,880.0,129.0,322.0,126.0,8.3252,452600.0,NEAR BAY\n"
+    block = row * (1_000_000 // len(row))
+    with gzip.open(path, "wb", compresslevel=6) as handle:
+        handle.write(
+            b"longitude,latitude,housing_median_age,total_rooms,total_bedrooms,population,"
+            b"households,median_income,median_house_value,ocean_proximity\n"
+        )
+        for _ in range(inflated_mb):
+            handle.write(block)
+
+
+def test_a_decompression_bomb_is_quarantined_without_being_inflated(tmp_path, raw_frame):
+    """200 MB behind a small .csv.gz: quarantined for the decompressed-size limit (default
+    50 MB), having been inflated only up to it; the good batch beside it gets its run."""
+    import tracemalloc
+
+    from housing_assets.defs.sensors import batch_limits
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    _bomb(landing / "a-bomb.csv.gz", 200)
+    assert (landing / "a-bomb.csv.gz").stat().st_size < 2_000_000
+    raw_frame.iloc[:40].to_csv(landing / "b-good.csv", index=False)
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataValidationError, match="more than 50,000,000 bytes"):
+            parse_payload((landing / "a-bomb.csv.gz").read_bytes(), "a-bomb.csv.gz", batch_limits())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 120_000_000  # the limit and a copy at most, never the 200 MB
+
+    result, _ = _evaluate(landing)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "b-good.csv"
+    reason = (landing / "quarantine" / "a-bomb.csv.gz.reason.txt").read_text()
+    assert reason.startswith("a-bomb.csv.gz: more than 50,000,000 bytes of data once decompressed")
+
+
+def test_size_and_row_limits_are_settings(tmp_path, raw_frame, monkeypatch):
+    from housing_assets.defs.sensors import batch_limits
+    from housing_assets.ml.parsing import ParseLimits
+
+    assert batch_limits({}) == ParseLimits(max_bytes=50_000_000, max_rows=100_000)
+    assert batch_limits({"HOUSING_BATCH_MAX_MB": "0.5", "HOUSING_BATCH_MAX_ROWS": "7"}) == (
+        ParseLimits(max_bytes=500_000, max_rows=7)
+    )
+    with pytest.raises(ValueError, match="HOUSING_BATCH_MAX_ROWS='many' is not a number"):
+        batch_limits({"HOUSING_BATCH_MAX_ROWS": "many"})
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    monkeypatch.setenv("HOUSING_BATCH_MAX_ROWS", "100")
+    monkeypatch.setenv("HOUSING_BATCH_MAX_MB", "1")
+    raw_frame.iloc[:150].to_csv(landing / "a-long.csv", index=False)
+    _bomb(landing / "b-big.csv.gz", 3)
+    raw_frame.iloc[200:300].to_csv(landing / "c-good.csv", index=False)  # exactly the limit
+    result, _ = _evaluate(landing)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "c-good.csv"
+    quarantine = landing / "quarantine"
+    assert "more than 100 data rows" in (quarantine / "a-long.csv.reason.txt").read_text()
+    assert "more than 1,000,000 bytes" in (quarantine / "b-big.csv.gz.reason.txt").read_text()
+
+
+def test_rows_repeated_within_a_batch_count_once(tmp_path, raw_frame, housing_tgz, capsys):
+    """A batch of 30 new rows, each 40 times, adds 30 rows (the run key is that of the 30 rows
+    sent once); a batch of base rows repeated adds none."""
+    new_rows = raw_frame.iloc[:30].assign(population=lambda f: f.population + 3)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    pd.concat([new_rows] * 40).to_csv(landing / "a-repeated.csv", index=False)
+    pd.concat([raw_frame.iloc[500:510]] * 25).to_csv(landing / "b-base.csv", index=False)
+    result, _ = _evaluate(landing, source=housing_tgz)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "a-repeated.csv"
+    assert "30 new of 30 rows (1170 more repeated within the file, counted once)" in (
+        capsys.readouterr().err
+    )
+    reason = (landing / "quarantine" / "b-base.csv.reason.txt").read_text()
+    assert reason.startswith("b-base.csv: all 10 rows (240 more repeated within the file")
+
+    once = tmp_path / "once"
+    once.mkdir()
+    new_rows.to_csv(once / "c.csv", index=False)
+    assert _evaluate(once, source=housing_tgz)[0].run_key == result.run_key
+
+
+def test_a_file_that_cannot_be_moved_holds_back_nothing(tmp_path, raw_frame, capsys):
+    """Its destination is blocked (a folder of that name in quarantine/): it stays in place,
+    the error is logged, and the good batch beside it is accepted with its run."""
+    landing = tmp_path / "landing"
+    (landing / "quarantine" / "a-bad.csv").mkdir(parents=True)
+    raw_frame.iloc[:20].drop(columns=["latitude"]).to_csv(landing / "a-bad.csv", index=False)
+    raw_frame.iloc[20:60].to_csv(landing / "b-good.csv", index=False)
+
+    result, cursor = _evaluate(landing)
+    assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "b-good.csv"
+    assert (landing / "a-bad.csv").is_file()
+    assert "a-bad.csv: could not be handled (IsADirectoryError" in capsys.readouterr().err
+    assert _names_in(landing / "quarantine") == ["a-bad.csv"]  # no temporary file left
+
+    (landing / "quarantine" / "a-bad.csv").rmdir()  # unblocked: quarantined at the next tick
+    assert not isinstance(_evaluate(landing, cursor)[0], RunRequest)
+    assert (landing / "quarantine" / "a-bad.csv.reason.txt").is_file()
