@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from housing_assets import settings
-from housing_assets.io.integrity import DIGEST_TAG, ModelIntegrityError, verify_model_version
+from housing_assets.io.integrity import (
+    DIGEST_TAG,
+    MissingDigestError,
+    ModelIntegrityError,
+    verify_model_version,
+)
 from housing_assets.io.redaction import redact_url
 from housing_assets.io.registry import MODEL_NAME, AliasMissingError, aliased_version
 from housing_assets.ml.schema import FEATURE_COLUMNS
@@ -314,16 +319,16 @@ def canonical_request(body: bytes, content_type: str | None, rules: RequestRules
     checks and MLflow never parses what was not checked. Parquet is refused (415): a binary
     table is not read from untrusted clients. :class:`RequestError` says what is wrong."""
     media = _media_type(content_type)
+    if media not in ("application/json", "text/csv"):
+        raise RequestError(415, f"content type {media[:60]!r} is not accepted: {ACCEPTED}")
     text = _text(body)
     params = None
     if media == "application/json":
         columns, rows, params = _json_table(text)
         if params is not None and not rules.accepts_params:
             raise RequestError(400, "params: this model takes no parameters")
-    elif media == "text/csv":
-        columns, rows = _csv_table(text)
     else:
-        raise RequestError(415, f"content type {media!r} is not accepted: {ACCEPTED}")
+        columns, rows = _csv_table(text)
     if len(rows) > rules.max_rows:
         raise RequestError(413, f"request has more than {rules.max_rows:,} rows")
     if rules.validates:
@@ -716,7 +721,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"housing-serve: {exc}", file=sys.stderr)
             return 2
         except ModelIntegrityError as exc:
-            print(f"housing-serve: refused to start: {exc}", file=sys.stderr)
+            hint = (
+                f" (or, for a version registered before digests existed, start with "
+                f"--allow-missing-digest or {ALLOW_MISSING_DIGEST_ENV}=1 to serve it unchecked)"
+                if isinstance(exc, MissingDigestError)
+                else ""
+            )
+            print(f"housing-serve: refused to start: {exc}{hint}", file=sys.stderr)
             return 3
         where = f"http://{args.host}:{args.port}"
         served = f"version {app.version}" if app.version else "nothing yet: waiting for the alias"

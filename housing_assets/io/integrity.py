@@ -25,10 +25,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 DIGEST_TAG = "model_sha256"
 FILES_TAG = "model_files_sha256"
@@ -153,6 +156,12 @@ def verify_model_version(
         )
     local = download_model_version(client, name, version, dst_dir)
     if expected is None:
+        log.warning(
+            "%s version %s has no %r tag: loaded without checking its files",
+            name,
+            version,
+            DIGEST_TAG,
+        )
         return local
     actual = model_digest(local)
     if actual["sha256"] != expected:
