@@ -158,7 +158,7 @@ def test_the_sensor_spots_resent_rows_from_the_index_not_the_data(tmp_path, raw_
     assert result.tags["housing/batches"] == "a.csv"
     index = landing / "index"
     assert sorted(p.name for p in index.iterdir()) == [
-        "accepted.parquet",
+        "accepted.npz",
         "base-d4cd501af90475f09b814c7447c7701f59bf28e8cf1180205ae5ace9737a0109.npy",
     ]
     assert len(np.load(next(index.glob("base-*.npy")))) == 20_640
@@ -174,10 +174,10 @@ def test_the_sensor_spots_resent_rows_from_the_index_not_the_data(tmp_path, raw_
     )
 
     (landing / ACCEPTED / "a.csv").write_bytes(payload)
-    (index / "accepted.parquet").unlink()  # lost: rebuilt from accepted/
+    (index / "accepted.npz").unlink()  # lost: rebuilt from accepted/
     _resend(landing, "c.csv", rows, 2)
     result, cursor = _evaluate(landing, cursor, source=housing_tgz)
-    assert not isinstance(result, RunRequest) and (index / "accepted.parquet").is_file()
+    assert not isinstance(result, RunRequest) and (index / "accepted.npz").is_file()
     assert (landing / QUARANTINE / "c.csv.reason.txt").is_file()
 
     (landing / ACCEPTED / "a.csv").unlink()  # taken out of the data by hand
@@ -198,7 +198,7 @@ def test_the_sensor_on_a_gcs_landing_zone_keeps_its_index_there(gcs_bucket, raw_
     result, cursor = _evaluate(url, source=housing_tgz)
     assert isinstance(result, RunRequest) and result.tags["housing/batches"] == "a.csv"
     keys = list_keys(f"gs://{gcs_bucket}/land/")
-    assert "land/accepted/a.csv" in keys and "land/index/accepted.parquet" in keys
+    assert "land/accepted/a.csv" in keys and "land/index/accepted.npz" in keys
     assert any(k.startswith("land/index/base-") for k in keys)
     assert sum(k.startswith("land/quarantine/nnn") for k in keys) == 2  # batch and reason
 

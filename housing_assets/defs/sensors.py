@@ -42,6 +42,7 @@ from housing_assets.io.landing import (
     QUARANTINE,
     Batch,
     BatchChangedError,
+    KnownRows,
     Landing,
     RowKeyIndex,
     display_name,
@@ -145,8 +146,8 @@ def parse_batch(
 
 def known_row_keys(
     housing_source: HousingSource, landing: Landing, index: RowKeyIndex, accepted: list[str], log
-) -> np.ndarray:
-    """Sorted unique keys of the rows a retrain would use now: the base dataset's (fetched to
+) -> KnownRows:
+    """The keys of the rows a retrain would use now: the base dataset's (fetched to
     learn its sha256; parsed only the first time that content is seen) and the accepted
     batches' (from the index). A part that cannot be read is left out with a warning (then
     only identical files, or the other part's rows, are spotted this tick)."""
@@ -183,7 +184,7 @@ def known_row_keys(
     for problem in index.write_errors:
         log.warning(f"the row-key index could not be stored: {_one_line(problem)}")
     index.write_errors.clear()
-    return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+    return KnownRows(parts)
 
 
 def retrain_run_config() -> dict:
@@ -242,7 +243,7 @@ class _Tick:
     limits: ParseLimits
     seen: set[str] = field(default_factory=set)
     accepted: list[tuple[str, str]] = field(default_factory=list)
-    known: np.ndarray | None = None
+    known: KnownRows | None = None
     index: RowKeyIndex | None = None
 
     def __post_init__(self) -> None:
@@ -269,7 +270,7 @@ class _Tick:
                 f"{ACCEPTED}/{display_name(name)} was accepted by an interrupted tick: retraining"
             )
 
-    def known_rows(self) -> np.ndarray:
+    def known_rows(self) -> KnownRows:
         if self.known is None:
             self.known = known_row_keys(
                 self.housing_source,
@@ -294,7 +295,7 @@ class _Tick:
             frame, problem = parse_batch(batch, self.limits)
             if frame is not None:
                 keys = distinct_row_keys(frame)
-                new_keys = np.setdiff1d(keys, self.known_rows(), assume_unique=True)
+                new_keys = self.known_rows().new(keys)
                 repeated = len(frame) - len(keys)
                 counted = f"{len(keys)} rows" + (
                     f" ({repeated} more repeated within the file, counted once)" if repeated else ""
@@ -315,7 +316,7 @@ class _Tick:
             )
         else:
             self.index.add(where, keys)
-            self.known = np.union1d(self.known, new_keys)
+            self.known.add(new_keys)
             rows_sha = hashlib.sha256(new_keys.astype(np.uint64).tobytes()).hexdigest()
             self.accepted.append((where, rows_sha))
             log.info(

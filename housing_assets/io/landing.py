@@ -21,13 +21,14 @@ show :func:`display_name` (escaped, capped).
 
 ``index/`` holds what the sensor needs to spot re-sent rows without re-reading the data: the
 row keys of the base dataset (``base-<sha256>.npy``, written once per base content) and of
-every accepted batch (``accepted.parquet``: batch name, key), see :class:`RowKeyIndex`.
+every accepted batch (``accepted.npz``), see :class:`RowKeyIndex`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import stat
 import tempfile
@@ -190,24 +191,31 @@ def _split_suffix(name: str) -> tuple[str, str]:
 
 class RowKeyIndex:
     """The row keys of the data a retrain would use (base dataset + accepted batches), kept in
-    the landing zone's ``index/`` so that a sensor tick reads one small object per source
-    instead of re-reading and re-parsing everything ever accepted.
+    the landing zone's ``index/`` so that a sensor tick reads two small objects instead of
+    re-reading and re-parsing everything ever accepted.
 
-    - ``index/base-<sha256>.npy``: the unique keys of the base dataset with that sha256
+    - ``index/base-<sha256>.npy``: the sorted unique keys of the base dataset with that sha256
       (written the first time that content is seen);
-    - ``index/accepted.parquet``: one row per (accepted batch name, key), rewritten when the
-      set of accepted batches changes. It is a cache of ``accepted/``: a batch there that it
-      does not cover (accepted by an interrupted tick, by an older version, or put there by
-      hand) is parsed once and added; a batch removed from ``accepted/`` is dropped. A batch
-      edited in place in ``accepted/`` is not noticed (the sensor alone writes there).
+    - ``index/accepted.npz``: every accepted batch's sorted unique keys (``keys``, one run per
+      batch, ending at ``ends``; ``names`` as UTF-8 JSON) and their sorted union (``union``),
+      replaced whole when the set of accepted batches changes. Plain arrays, read without
+      pickle. It is a cache of ``accepted/``: a batch there that it does not cover (accepted by
+      an interrupted tick, by an older version, or put there by hand) is parsed once and added;
+      a batch removed from ``accepted/`` is dropped. A batch edited in place in ``accepted/`` is
+      not noticed (the sensor alone writes there).
+
+    All key arrays are sorted (uint64), so a membership test is a binary search: nothing here
+    sorts or hashes all the keys on a tick that only adds a batch, beyond one merge on save.
     """
 
-    ACCEPTED_OBJECT = "accepted.parquet"
+    ACCEPTED_OBJECT = "accepted.npz"
 
     def __init__(self, landing: Landing):
         self.landing = landing
         self._listing: set[str] | None = None
-        self._accepted: dict[str, np.ndarray] | None = None
+        self._batches: dict[str, np.ndarray] | None = None  # name -> sorted unique keys
+        self._union: np.ndarray | None = None  # sorted union of _batches (None: to compute)
+        self._added: list[np.ndarray] = []  # keys added since _union was right
         self._dirty = False
         self.write_errors: list[str] = []  # of the base keys' object (best effort)
 
@@ -217,14 +225,14 @@ class RowKeyIndex:
         return self._listing
 
     def base_keys(self, sha256: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """The base dataset's keys: stored, else ``compute()``d and stored for next time."""
+        """The base dataset's keys (sorted, unique): stored, else ``compute()``d and stored."""
         name = f"base-{sha256}.npy"
         if name in self._names():
             try:
                 return _keys_from_npy(self.landing.read(name, INDEX).payload)
             except Exception:  # unreadable: computed again and replaced below
                 pass
-        keys = np.unique(np.asarray(compute(), dtype=np.uint64))
+        keys = sorted_unique(compute())
         try:
             self.landing.write(name, _keys_to_npy(keys), INDEX)
             self._names().add(name)
@@ -235,79 +243,111 @@ class RowKeyIndex:
     def accepted_keys(
         self, accepted_names: list[str], compute: Callable[[str], np.ndarray]
     ) -> np.ndarray:
-        """The unique keys of every batch in ``accepted_names``; ``compute(name)`` gives those
-        of a batch the stored index does not cover (and they are added to it)."""
-        if self._accepted is None:
-            self._accepted = self._read_accepted()
+        """The sorted union of the keys of every batch in ``accepted_names``; ``compute(name)``
+        gives those of a batch the stored index does not cover (and they are added to it)."""
+        batches = self._load()
         current = set(accepted_names)
-        for name in set(self._accepted) - current:  # removed from accepted/ by hand
-            del self._accepted[name]
-            self._dirty = True
-        for name in sorted(current - set(self._accepted)):
-            self._accepted[name] = np.unique(np.asarray(compute(name), dtype=np.uint64))
-            self._dirty = True
-        return self.all_accepted()
-
-    def all_accepted(self) -> np.ndarray:
-        parts = list((self._accepted or {}).values())
-        return np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+        removed = set(batches) - current  # taken out of accepted/ by hand
+        for name in removed:
+            del batches[name]
+        if removed:
+            self._union, self._added, self._dirty = None, [], True
+        for name in sorted(current - set(batches)):
+            self.add(name, compute(name))
+        return self._sorted_union()
 
     def add(self, name: str, keys: np.ndarray) -> None:
         """A batch just accepted as ``name``; stored by :meth:`save`."""
-        if self._accepted is None:
-            self._accepted = self._read_accepted()
-        self._accepted[name] = np.unique(np.asarray(keys, dtype=np.uint64))
+        batches = self._load()
+        keys = sorted_unique(keys)
+        if name in batches:  # replaced: the union cannot just grow
+            self._union, self._added = None, []
+        batches[name] = keys
+        if self._union is not None:
+            self._added.append(keys)
         self._dirty = True
 
     def save(self) -> None:
-        """Write ``accepted.parquet`` if it changed (one object, replaced whole)."""
-        if not self._dirty or self._accepted is None:
+        """Write ``accepted.npz`` if it changed (one object, replaced whole)."""
+        if not self._dirty or self._batches is None:
             return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        names = sorted(self._accepted)
-        lengths = [len(self._accepted[n]) for n in names]
-        keys = (
-            np.concatenate([self._accepted[n] for n in names])
-            if names
-            else np.empty(0, dtype=np.uint64)
-        )
-        batch = pa.DictionaryArray.from_arrays(
-            pa.array(np.repeat(np.arange(len(names), dtype=np.int32), lengths)),
-            pa.array(names, type=pa.string()),
-        )
-        table = pa.table({"batch": batch, "key": pa.array(keys, type=pa.uint64())})
+        names = sorted(self._batches)
+        parts = [self._batches[n] for n in names]
+        keys = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
         buffer = io.BytesIO()
-        pq.write_table(table, buffer)
+        np.savez(
+            buffer,
+            keys=keys,
+            ends=np.cumsum([len(p) for p in parts], dtype=np.int64),
+            names=np.frombuffer(json.dumps(names).encode(), dtype=np.uint8),
+            union=self._sorted_union(),
+        )
         self.landing.write(self.ACCEPTED_OBJECT, buffer.getvalue(), INDEX)
         self._names().add(self.ACCEPTED_OBJECT)
         self._dirty = False
 
-    def _read_accepted(self) -> dict[str, np.ndarray]:
-        if self.ACCEPTED_OBJECT not in self._names():
-            return {}
-        import pyarrow.parquet as pq
+    def _sorted_union(self) -> np.ndarray:
+        if self._union is None:
+            parts = list(self._load().values())
+            self._union = sorted_unique(np.concatenate(parts)) if parts else _no_keys()
+            self._added = []
+        elif self._added:  # sorted runs merged (timsort: linear here), never hashed
+            self._union = sorted_unique(np.concatenate([self._union, *self._added]))
+            self._added = []
+        return self._union
 
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._batches is not None:
+            return self._batches
+        self._batches, self._union = {}, _no_keys()
+        if self.ACCEPTED_OBJECT not in self._names():
+            return self._batches
         try:
             payload = self.landing.read(self.ACCEPTED_OBJECT, INDEX).payload
-            table = pq.read_table(io.BytesIO(payload))
-            batch = table.column("batch").combine_chunks()
-            keys = table.column("key").to_numpy()
+            with np.load(io.BytesIO(payload), allow_pickle=False) as stored:
+                keys, ends, union = stored["keys"], stored["ends"], stored["union"]
+                names = json.loads(stored["names"].tobytes().decode())
+            if keys.dtype != np.uint64 or union.dtype != np.uint64 or len(ends) != len(names):
+                raise ValueError("not a row-key index")
         except Exception:  # unreadable: rebuilt from accepted/ (each batch parsed once)
             self._dirty = True
-            return {}
-        if not len(keys):
-            return {}
-        codes = batch.indices.to_numpy(zero_copy_only=False)
-        names = batch.dictionary.to_pylist()
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-        return {
-            name: keys[order[bounds[i] : bounds[i + 1]]]
-            for i, name in enumerate(names)
-            if bounds[i + 1] > bounds[i]
-        }
+            return self._batches
+        self._batches = dict(zip(names, np.split(keys, ends[:-1]), strict=True))
+        self._union = union
+        return self._batches
+
+
+class KnownRows:
+    """Sorted key arrays (base dataset, accepted batches, this tick's batches) and a membership
+    test by binary search in each: no merge of them is ever needed."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = [p for p in parts if len(p)]
+
+    def new(self, keys: np.ndarray) -> np.ndarray:
+        """The keys of ``keys`` (sorted, unique) that none of the parts holds."""
+        fresh = np.ones(len(keys), dtype=bool)
+        for part in self.parts:
+            at = np.minimum(np.searchsorted(part, keys), len(part) - 1)
+            fresh &= part[at] != keys
+        return keys[fresh]
+
+    def add(self, keys: np.ndarray) -> None:
+        if len(keys):
+            self.parts.append(keys)
+
+
+def sorted_unique(keys) -> np.ndarray:
+    """``keys`` as a sorted uint64 array without repeats. A stable sort (timsort) is linear on
+    the concatenated sorted runs the index merges, where ``np.unique`` would hash them all."""
+    keys = np.sort(np.asarray(keys, dtype=np.uint64), kind="stable")
+    if len(keys) > 1:
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    return keys
+
+
+def _no_keys() -> np.ndarray:
+    return np.empty(0, dtype=np.uint64)
 
 
 def _keys_to_npy(keys: np.ndarray) -> bytes:

@@ -19,7 +19,8 @@ def row_keys(frame: pd.DataFrame) -> np.ndarray:
 
 def distinct_row_keys(frame: pd.DataFrame) -> np.ndarray:
     """The sorted unique keys of ``frame``'s rows (uint64): a row repeated counts once."""
-    return np.unique(row_keys(frame).astype(np.uint64, copy=False))
+    keys = np.sort(row_keys(frame).astype(np.uint64, copy=False))
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
 
 
 def combine_batches(
