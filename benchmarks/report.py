@@ -215,7 +215,7 @@ def _benchmark_tables(report: dict) -> list[Table]:
             return " / ".join("–" if v is None else f"{v:.1f}" for v in (dag, bare))
 
         rows.append(row(f"{step} (s), Dagster / bare", step_cell))
-    tables = [(["", *configs], rows)]
+    tables = [(["configuration", *configs], rows)]
     if report.get("scaling"):
         scaling = report["scaling"]
         header = ["step (smoke, bare)", *(f"{s['scale']:g}x s / MB" for s in scaling), "exponent"]
@@ -251,7 +251,7 @@ def _retrain_latency_tables(report: dict) -> list[Table]:
         ["the tick (s)", f"{job['tick_s']:.1f}"],
         ["run created → started (s)", f"{job['run_created_to_started_s']:.1f}"],
         ["the run (s)", f"{job['run_wall_s']:.1f}"],
-        *([f"  {step} (s)", f"{s:.1f}"] for step, s in job["steps_s"].items()),
+        *([f"the run: {step} (s)", f"{s:.1f}"] for step, s in job["steps_s"].items()),
         ["run ended → new version served (s)", f"{job['run_end_to_served_s']:.1f}"],
         ["**landing → served (s)**", f"**{report['landing_to_served_s']:.1f}**"],
     ]

@@ -128,7 +128,7 @@ def test_the_benchmark_table_shows_only_the_kinds_of_run_measured():
     ((header, rows),) = report.BENCHMARKS["benchmark"].tables(result)
     table = {row[0]: row[1:] for row in rows}
 
-    assert header == ["", "default"]
+    assert header == ["configuration", "default"]
     assert table["champion family"] == ["boosting"]
     assert table["test RMSE"] == ["40,123"]
     assert table["launched run walls (s)"] == ["105.0, 107.0"]
