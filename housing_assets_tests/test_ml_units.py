@@ -1,7 +1,5 @@
 """Unit tests of the ML functions on small synthetic data."""
 
-import pickle
-
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
@@ -47,7 +45,7 @@ def synthetic_folds(frame, n_folds: int) -> FoldCache:
     return FoldCache(
         frame[FEATURE_COLUMNS],
         frame[TARGET],
-        FeatureSpec("median", n_clusters=3),
+        FeatureSpec("median", n_clusters=3, random_state=42),
         n_folds=n_folds,
         random_state=42,
     )
@@ -98,7 +96,7 @@ def test_the_chained_imputer_iterates_when_several_columns_have_gaps(synthetic_h
 
 def test_scaled_knn_imputer_fills_from_similar_rows():
     X = np.array([[1.0, 100.0], [1.1, 110.0], [9.0, 900.0], [9.1, np.nan]])
-    filled = ScaledKNNImputer(n_neighbors=1).fit_transform(X)
+    filled = ScaledKNNImputer(n_neighbors=1, random_state=0).fit_transform(X)
     assert filled[3, 1] == pytest.approx(900.0)
     assert not np.isnan(filled).any()
 
@@ -112,7 +110,7 @@ def test_ratio_features():
 
 def test_cluster_similarity_is_one_at_a_centre():
     coords = np.array([[34.0, -118.0]] * 10 + [[38.0, -122.0]] * 10)
-    sim = ClusterSimilarity(n_clusters=2, gamma=1.0).fit(coords)
+    sim = ClusterSimilarity(n_clusters=2, gamma=1.0, random_state=0).fit(coords)
     out = sim.transform(coords)
     assert out.shape == (20, 2)
     assert np.allclose(out.max(axis=1), 1.0)
@@ -156,18 +154,6 @@ def test_neighbor_price_encoder_measures_how_far_each_neighbourhood_reaches():
     # New rows count every training row, so a new row on top of row 2 is 0 away from it.
     new = enc.transform(np.array([[3.0, 0.0]]))
     assert np.exp(new[0, -2:]) - 1e-4 == pytest.approx([0.0, 2.0])
-
-
-def test_a_neighbor_price_encoder_pickled_before_the_radius_columns_still_serves():
-    """A registered model from before the radius columns unpickles with them off, so its
-    model still gets the inputs it was trained on (serving and rollback load old versions)."""
-    coords = np.column_stack([np.arange(10.0), np.zeros(10)])
-    enc = NeighborPriceEncoder(n_neighbors=(1, 3)).fit(coords, np.exp(np.arange(10.0)))
-    del enc.radius  # as an encoder of the earlier code was pickled
-    old = pickle.loads(pickle.dumps(enc))
-    assert old.radius is False
-    assert old.transform(coords).shape == (10, 6)
-    assert len(old.get_feature_names_out()) == 6
 
 
 def test_neighbor_income_encoder_never_sees_a_rows_own_price():
@@ -294,18 +280,23 @@ def test_one_seed_registers_exactly_the_tuned_fit_and_three_average_around_it(sy
     split = HousingSplit(
         train=rows.iloc[:450],
         test=rows.iloc[450:],
-        spec=FeatureSpec(imputation_strategy="median", n_clusters=3),
+        spec=FeatureSpec(imputation_strategy="median", n_clusters=3, random_state=42),
     )
     tuned = TunedParams(
         family="boosting",
-        params={**FAMILIES["boosting"].defaults, "n_estimators": 30, "num_leaves": 7},
+        params={
+            **FAMILIES["boosting"].defaults,
+            "n_estimators": 30,
+            "num_leaves": 7,
+            "random_state": 42,
+        },
         metric="wmape",
         cv_metrics={},
         trials=None,
     )
     single = fit_final_model(split, tuned, threads=1, seeds=1)
     assert single.seeds == (42,)
-    plain = build_model_pipeline(split.spec, FAMILIES["boosting"].build(tuned.params, 1))
+    plain = build_model_pipeline(split.spec, FAMILIES["boosting"].build(tuned.params, 1, seed=42))
     plain.fit(split.train[FEATURE_COLUMNS], split.train[TARGET])
     assert single.test_predictions == pytest.approx(plain.predict(split.test[FEATURE_COLUMNS]))
 
@@ -323,8 +314,9 @@ def test_one_seed_registers_exactly_the_tuned_fit_and_three_average_around_it(sy
 
 def test_feature_importances_of_a_seed_averaged_model_are_the_members_mean(synthetic_housing):
     train = synthetic_housing.dropna(subset=[TARGET])
-    spec = FeatureSpec(imputation_strategy="median", n_clusters=3)
-    model = SeedAveragedRegressor(FAMILIES["forest"].build({"n_estimators": 5}, 1), seeds=(1, 2))
+    spec = FeatureSpec(imputation_strategy="median", n_clusters=3, random_state=42)
+    forest = FAMILIES["forest"].build({"n_estimators": 5}, 1, seed=0)
+    model = SeedAveragedRegressor(forest, seeds=(1, 2))
     pipeline = build_model_pipeline(spec, model).fit(train[FEATURE_COLUMNS], train[TARGET])
     table = feature_importances(pipeline)
     members = pipeline.named_steps["model"].regressor_.estimators_
@@ -353,12 +345,10 @@ def test_k_probe_folds_are_the_pipelines_folds(synthetic_housing):
     from housing_assets.ml.cv import cv_metrics
 
     X, y = synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET]
-    base = FeatureSpec("median", n_clusters=3)
-    reused = [
-        _with_clusters(f, FeatureSpec("median", n_clusters=5))
-        for f in _folds_without_clusters(X, y, base, 2)
-    ]
-    refitted = FoldCache(X, y, FeatureSpec("median", n_clusters=5), 2, base.random_state).folds()
+    base = FeatureSpec("median", n_clusters=3, random_state=42)
+    five = FeatureSpec("median", n_clusters=5, random_state=42)
+    reused = [_with_clusters(f, five) for f in _folds_without_clusters(X, y, base, 2)]
+    refitted = FoldCache(X, y, five, 2, base.random_state).folds()
     for a, b in zip(reused, refitted, strict=True):
         assert a.X_train.shape == b.X_train.shape
         np.testing.assert_allclose(np.sort(a.X_valid, axis=1), np.sort(b.X_valid, axis=1))
@@ -370,8 +360,8 @@ def test_k_probe_folds_are_the_pipelines_folds(synthetic_housing):
 
 
 def test_pipeline_handles_nan_and_unseen_category(synthetic_housing):
-    spec = FeatureSpec("iterative", n_clusters=4)
-    pipe = build_model_pipeline(spec, FAMILIES["boosting"].build({"n_estimators": 50}, 2))
+    spec = FeatureSpec("iterative", n_clusters=4, random_state=42)
+    pipe = build_model_pipeline(spec, FAMILIES["boosting"].build({"n_estimators": 50}, 2, seed=42))
     pipe.fit(synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET])
     rows = synthetic_housing[FEATURE_COLUMNS].head(3).copy()
     rows.loc[rows.index[0], "total_bedrooms"] = np.nan
@@ -383,14 +373,57 @@ def test_pipeline_handles_nan_and_unseen_category(synthetic_housing):
 
 def test_fold_cache_matches_refitting_the_whole_pipeline(synthetic_housing):
     X, y = synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET]
-    spec = FeatureSpec("median", n_clusters=3)
+    spec = FeatureSpec("median", n_clusters=3, random_state=42)
     cache = FoldCache(X, y, spec, n_folds=2, random_state=42)
     train_idx, valid_idx = cache.splits()[0]
     fold = cache.folds()[0]
-    pipe = build_model_pipeline(spec, FAMILIES["linear"].build({"alpha": 1.0}, 1))
+    pipe = build_model_pipeline(spec, FAMILIES["linear"].build({"alpha": 1.0}, 1, seed=None))
     pipe.fit(X.iloc[train_idx], y.iloc[train_idx])
     expected = pipe["preprocess"].transform(X.iloc[valid_idx])
     np.testing.assert_allclose(fold.X_valid, expected)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_seed_becomes_the_regressors_random_state(family):
+    if not FAMILIES[family].seeded:  # deterministic: nothing to seed
+        assert FAMILIES[family].seed_params(7) == {}
+        assert FAMILIES[family].build({}, 1, seed=7).get_params().get("random_state") is None
+        return
+    assert FAMILIES[family].build({}, 1, seed=7).get_params()["random_state"] == 7
+    assert FAMILIES[family].seed_params(7) == {"random_state": 7}
+    # a random_state among the parameters (a tuned model's record) gives way to the seed
+    assert FAMILIES[family].build({"random_state": 3}, 1, seed=7).random_state == 7
+    with pytest.raises(ValueError, match="needs a seed"):
+        FAMILIES[family].build({}, 1, seed=None)
+
+
+@pytest.mark.parametrize("strategy", ["knn", "iterative", "iterative_forest"])
+def test_the_feature_specs_seed_reaches_every_estimator_of_the_preprocessing(strategy):
+    from housing_assets.ml.pipeline import build_preprocessor
+
+    spec = FeatureSpec(strategy, n_clusters=3, random_state=7)
+    params = build_preprocessor(spec, scale=True).get_params(deep=True)
+    seeds = {k: v for k, v in params.items() if k.endswith("random_state")}
+    assert "geo__random_state" in seeds and "numeric__impute__random_state" in seeds
+    assert set(seeds.values()) == {7}
+
+
+def test_the_comparison_and_the_search_fit_with_their_own_seed(synthetic_housing, monkeypatch):
+    from housing_assets.ml.models import ModelFamily
+
+    seeds = []
+    build = ModelFamily.build
+
+    def recorded(self, params, n_jobs, *, seed):
+        seeds.append(seed)
+        return build(self, params, n_jobs, seed=seed)
+
+    monkeypatch.setattr(ModelFamily, "build", recorded)
+    cache = synthetic_folds(synthetic_housing, n_folds=2)
+    grids = {"tree": {"max_depth": [3]}}
+    compare_families(cache, ["tree"], "rmse", grids=grids, n_jobs=1, seed=7)
+    tune(cache, "tree", n_trials=2, metric="rmse", seed=8, n_jobs=1)
+    assert seeds == [7, 8, 8]
 
 
 def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
@@ -400,7 +433,9 @@ def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
         "tree": {"max_depth": [2, 6]},
         "boosting": {"n_estimators": [60]},
     }
-    candidates, leaderboard = compare_families(cache, list(grids), "wmape", grids=grids, n_jobs=2)
+    candidates, leaderboard = compare_families(
+        cache, list(grids), "wmape", grids=grids, n_jobs=2, seed=42
+    )
     assert len(candidates) == 4
     assert list(leaderboard["family"]).count("tree") == 1
     assert list(leaderboard["wmape"]) == sorted(leaderboard["wmape"])
@@ -409,7 +444,7 @@ def test_compare_families_ranks_by_the_selection_metric(synthetic_housing):
     assert wmape["linear"] < candidates.query("family == 'tree'")["wmape"].max()
 
     first_only, _ = compare_families(
-        cache, ["tree"], "wmape", grids=grids, max_candidates=1, n_jobs=2
+        cache, ["tree"], "wmape", grids=grids, max_candidates=1, n_jobs=2, seed=42
     )
     assert first_only["params"].tolist() == [{"max_depth": 2}]  # the first candidate of the grid
 
@@ -451,7 +486,7 @@ def test_every_grid_candidate_is_a_point_of_its_search_space(family):
 def test_the_search_replays_the_comparisons_scores_for_its_first_trial(synthetic_housing):
     cache = synthetic_folds(synthetic_housing, n_folds=3)
     grids = {"tree": {"max_depth": [5], "min_samples_leaf": [3]}}
-    candidates, _ = compare_families(cache, ["tree"], "rmse", grids=grids, n_jobs=2)
+    candidates, _ = compare_families(cache, ["tree"], "rmse", grids=grids, n_jobs=2, seed=42)
     start = candidates["params"].iloc[0]
 
     def first_trial(**replay):
@@ -474,7 +509,7 @@ def test_select_n_clusters_does_not_collapse_to_two(synthetic_housing):
     k, table = select_n_clusters(
         frame[FEATURE_COLUMNS],
         frame[TARGET],
-        FeatureSpec("median", n_clusters=2),
+        FeatureSpec("median", n_clusters=2, random_state=42),
         [2, 4, 8],
         n_folds=2,
         metric="wmape",
@@ -494,13 +529,17 @@ def test_a_pinned_k_is_taken_without_cross_validation(synthetic_housing, monkeyp
 
     X, y = synthetic_housing[FEATURE_COLUMNS], synthetic_housing[TARGET]
     args = dict(n_folds=2, metric="wmape", n_jobs=2)
-    _, grid = select_n_clusters(X, y, FeatureSpec("median", n_clusters=4), [4, 8], **args)
+    _, grid = select_n_clusters(
+        X, y, FeatureSpec("median", n_clusters=4, random_state=42), [4, 8], **args
+    )
 
     def no_folds(*_, **__):
         raise AssertionError("one candidate K needs no cross-validation folds")
 
     monkeypatch.setattr(geo, "_folds_without_clusters", no_folds)
-    k, pinned = select_n_clusters(X, y, FeatureSpec("median", n_clusters=8), [8], **args)
+    k, pinned = select_n_clusters(
+        X, y, FeatureSpec("median", n_clusters=8, random_state=42), [8], **args
+    )
     assert k == 8 and pinned["chosen"].tolist() == [True]
     assert not any(c.startswith("cv_") for c in pinned.columns)
     # The clusters' own evidence is what the full comparison recorded for that K.
@@ -518,7 +557,7 @@ def test_unknown_names_fail_clearly():
     from housing_assets.ml.imputation import make_imputer
 
     with pytest.raises(ValueError, match="unknown imputation strategy 'magic'"):
-        make_imputer("magic")
+        make_imputer("magic", random_state=0)
 
 
 def test_imputation_ties_go_to_the_fastest_strategy(synthetic_housing):
@@ -538,27 +577,65 @@ def test_imputation_ties_go_to_the_fastest_strategy(synthetic_housing):
     assert loose.table["chosen"].sum() == 1
 
 
-def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path):
+def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path, monkeypatch):
+    import subprocess
+
+    from housing_assets.io import tuning_workers
+
+    started = []
+
+    def popen(command, **kwargs):
+        started.append((command, kwargs["env"]))
+        return subprocess.Popen(command, **kwargs)
+
+    monkeypatch.setattr(tuning_workers.subprocess, "Popen", popen)
     cache = synthetic_folds(synthetic_housing, n_folds=2)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
     seen = []
     # Forest trials take long enough (~0.5 s) for the worker process to start and join.
-    result = tune(
+    result = tuning_workers.tune_in_processes(
         cache,
         "forest",
+        n_workers=2,
+        storage=storage,
+        study_name="shared",
         n_trials=12,
         metric="rmse",
         seed=42,
         n_jobs=2,
         on_trial=seen.append,
-        storage=f"sqlite:///{tmp_path / 'study.db'}",
-        study_name="shared",
-        n_workers=2,
     )
     finished = result.trials[result.trials["state"].isin(["COMPLETE", "PRUNED"])]
     assert 12 <= len(finished) <= 13  # a worker may finish one in-flight trial past the limit
     pids = {t.user_attrs["worker_pid"] for t in result.study.trials}
     assert len(pids) == 2  # this process and one worker process both ran trials
     assert sorted(r.number for r in seen) == sorted(finished["number"])  # every trial reported
+    # The storage URL (it may hold a password) reaches the worker through its environment.
+    ((command, env),) = started
+    assert command[1:3] == ["-m", "housing_assets.io.tuning_workers"]
+    assert storage not in " ".join(command)
+    assert env[tuning_workers.STORAGE_ENV] == storage
+
+
+def test_several_tuning_workers_need_a_shared_storage(synthetic_housing):
+    from housing_assets.io.tuning_workers import tune_in_processes
+
+    cache = synthetic_folds(synthetic_housing, n_folds=2)
+    with pytest.raises(ValueError, match="shared Optuna storage"):
+        tune_in_processes(
+            cache, "tree", n_workers=2, storage=None, n_trials=2, metric="rmse", seed=0, n_jobs=2
+        )
+
+
+def test_a_tuning_worker_reads_its_storage_from_the_environment_only(monkeypatch, capsys):
+    from housing_assets.io.tuning_workers import STORAGE_ENV, worker_main
+
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    with pytest.raises(SystemExit):
+        worker_main(["--job", "job.pkl", "--study", "s", "--n-trials", "1"])
+    assert STORAGE_ENV in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no option puts it on the command line
+        worker_main(["--job", "j", "--study", "s", "--n-trials", "1", "--storage", "sqlite://"])
 
 
 def test_tuning_is_reproducible(synthetic_housing):
@@ -641,15 +718,15 @@ def _custom_estimators():
     from housing_assets.ml.models import SampledKNeighborsRegressor
 
     return [
-        ScaledKNNImputer(),
+        ScaledKNNImputer(random_state=0),
         ChainedIterativeImputer(HistGradientBoostingRegressor(max_iter=10), max_iter=2),
         RatioFeatures(),
-        ClusterSimilarity(n_clusters=3),
+        ClusterSimilarity(n_clusters=3, random_state=0),
         NeighborPriceEncoder(n_neighbors=3),
         NeighborPriceEncoder(n_neighbors=3, radius=False),  # the lags alone pass every check
         NeighborIncomeEncoder(income_neighbors=3, premium_neighbors=(2,)),
         NeighborHousingEncoder(n_neighbors=(2,)),
-        SampledKNeighborsRegressor(),
+        SampledKNeighborsRegressor(random_state=0),
     ]
 
 
@@ -691,15 +768,17 @@ def test_tuned_params_hold_the_family_defaults_the_search_did_not_vary(synthetic
     geo = GeoFeatures(
         frame=raw.assign(geo_cluster=0, geo_cluster_similarity=1.0),
         k_evidence=pd.DataFrame({"k": [5]}),
-        spec=FeatureSpec("median", n_clusters=5, neighbor_ks=(3, 10)),
+        spec=FeatureSpec("median", n_clusters=5, neighbor_ks=(3, 10), random_state=42),
     )
     split = split_hold_out(raw, geo)
     empty = pd.DataFrame()
     comparison = ModelComparison(empty, empty, "boosting", {"num_leaves": 15}, "wmape", 2)
-    tuned = tune_params(split, comparison, TuningSettings(n_trials=2, cv_folds=2), threads=2)
+    settings = TuningSettings(n_trials=2, cv_folds=2, seed=7)
+    tuned = tune_params(split, comparison, settings, threads=2)
 
     assert tuned.params["extra_trees"] is LIGHTGBM_DEFAULTS["extra_trees"]
     assert tuned.params["max_bin"] == LIGHTGBM_DEFAULTS["max_bin"]
     assert set(LIGHTGBM_DEFAULTS) <= set(tuned.params)
-    built = FAMILIES["boosting"].build(tuned.params, 1).get_params()
+    assert tuned.params["random_state"] == 7  # the seed its regressors were fitted with
+    built = FAMILIES["boosting"].build(tuned.params, 1, seed=7).get_params()
     assert {k: built[k] for k in tuned.params} == tuned.params

@@ -64,7 +64,7 @@ class ClusterSimilarity(TransformerMixin, BaseEstimator):
     Expects the two coordinate columns as its input.
     """
 
-    def __init__(self, n_clusters: int = 10, gamma: float = 1.0, random_state: int = 42):
+    def __init__(self, n_clusters: int = 10, gamma: float = 1.0, *, random_state: int):
         self.n_clusters = n_clusters
         self.gamma = gamma
         self.random_state = random_state
@@ -156,7 +156,7 @@ class NeighborPriceEncoder(_NeighborhoodEncoding, TransformerMixin, BaseEstimato
     for each k in ``n_neighbors`` the mean, median and spread of their log prices; with
     ``radius``, also how far each neighbourhood reaches (log distance in degrees to the k-th
     nearest district). Census districts hold similar numbers of people, so a small radius means
-    a dense, urban place (5-fold CV on training rows, two seeds: RMSE -1.2 %, MAPE -0.20 pp).
+    a dense, urban place.
 
     Fitting rows never see their own price: ``fit_transform`` leaves each row out of its own
     neighbourhood, and ``transform`` (validation, test, serving) looks only at training rows.
@@ -168,10 +168,6 @@ class NeighborPriceEncoder(_NeighborhoodEncoding, TransformerMixin, BaseEstimato
     def __init__(self, n_neighbors=(3, 10, 30, 100), radius: bool = True):
         self.n_neighbors = n_neighbors
         self.radius = radius
-
-    def __setstate__(self, state):
-        state.setdefault("radius", False)  # pickled before the radius columns existed
-        super().__setstate__(state)
 
     def fit(self, X, y):
         X, y = validate_data(self, X, y, dtype=float, y_numeric=True)
@@ -280,8 +276,7 @@ class NeighborHousingEncoder(_NeighborhoodEncoding, TransformerMixin, BaseEstima
     For each k in ``n_neighbors``: the mean over the k nearest training districts of four traits
     (median house age, rooms and people per household, log households), and the district's own
     trait minus that mean: a young or spacious district among old, crowded ones is priced
-    differently from one like its neighbours (5-fold CV on training rows, three seeds:
-    MAPE -0.12 pp, RMSE -0.7 %; docs/benchmark-results.md). No price is involved.
+    differently from one like its neighbours. No price is involved.
 
     Input: ``HOUSING_NEIGHBOR_COLUMNS`` in that order. Training rows leave themselves out of
     their own neighbourhood (as :class:`NeighborPriceEncoder`), so they are described as a new

@@ -30,7 +30,6 @@ PROBE_MODEL_PARAMS = dict(
     colsample_bytree=0.5,
     max_bin=63,  # a probe: fast histograms
     verbose=-1,
-    random_state=42,
 )
 
 
@@ -74,7 +73,9 @@ def _folds_without_clusters(
 
 
 def _with_clusters(part: _FoldWithoutClusters, spec: FeatureSpec) -> Fold:
-    similarity = ClusterSimilarity(spec.n_clusters, spec.cluster_gamma, spec.random_state)
+    similarity = ClusterSimilarity(
+        spec.n_clusters, spec.cluster_gamma, random_state=spec.random_state
+    )
     similarity.fit(part.coords_train)
     fold = part.fold
     return Fold(
@@ -109,7 +110,8 @@ def select_n_clusters(
     silhouette_sample: int = 3000,
     n_jobs: int,
 ) -> tuple[int, pd.DataFrame]:
-    """Return the chosen K and the evidence table (one row per K).
+    """Return the chosen K and the evidence table (one row per K). ``base_spec.random_state``
+    seeds the folds, the clusters, the probe model and the silhouette sample.
 
     A single candidate (a K pinned by a retrain) is taken as it is: there is nothing to choose
     between, so no cross-validation runs and its table has no ``cv_`` columns.
@@ -127,7 +129,10 @@ def select_n_clusters(
         if cross_validate:
             spec = dataclasses.replace(base_spec, n_clusters=k)
             with_k = [_with_clusters(fold, spec) for fold in folds]
-            scores = cv_metrics(LGBMRegressor(**PROBE_MODEL_PARAMS, n_jobs=n_jobs), with_k)
+            probe = LGBMRegressor(
+                **PROBE_MODEL_PARAMS, n_jobs=n_jobs, random_state=base_spec.random_state
+            )
+            scores = cv_metrics(probe, with_k)
             row[f"cv_{metric}"] = scores[metric]
             row[f"cv_{metric}_se"] = scores[f"{metric}_std"] / np.sqrt(n_folds)
             row["cv_rmse"] = scores["rmse"]

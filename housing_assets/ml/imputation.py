@@ -31,7 +31,7 @@ class ScaledKNNImputer(TransformerMixin, BaseEstimator):
     filling a gap costs a bounded number of distances however large the data grows.
     """
 
-    def __init__(self, n_neighbors: int = 5, max_fit_rows: int = 20_000, random_state: int = 0):
+    def __init__(self, n_neighbors: int = 5, max_fit_rows: int = 20_000, *, random_state: int):
         self.n_neighbors = n_neighbors
         self.max_fit_rows = max_fit_rows
         self.random_state = random_state
@@ -90,13 +90,14 @@ class ChainedIterativeImputer(IterativeImputer):
             self.max_iter = max_iter
 
 
-def make_imputer(strategy: str, random_state: int = 0, n_jobs: int = 1):
-    """A fresh, unfitted imputer for numeric columns (``n_jobs``: the forest strategy's threads;
-    the model pipeline's imputer uses one, its rows are few at prediction time)."""
+def make_imputer(strategy: str, *, random_state: int, n_jobs: int = 1):
+    """A fresh, unfitted imputer for numeric columns, ``random_state`` the seed of every model
+    and sample inside it (``n_jobs``: the forest strategy's threads; the model pipeline's
+    imputer uses one, its rows are few at prediction time)."""
     if strategy in ("median", "mean"):
         return SimpleImputer(strategy=strategy)
     if strategy == "knn":
-        return ScaledKNNImputer(n_neighbors=5)
+        return ScaledKNNImputer(n_neighbors=5, random_state=random_state)
     if strategy == "iterative":
         # One gradient-boosted model per incomplete column: as accurate as a full random forest
         # (see the imputed_housing metadata) at a fraction of the time.
@@ -165,7 +166,8 @@ def masked_reconstruction(
     records = []
     for strategy in strategies:
         start = time.perf_counter()
-        filled = make_imputer(strategy, random_state, n_jobs).fit_transform(masked)
+        imputer = make_imputer(strategy, random_state=random_state, n_jobs=n_jobs)
+        filled = imputer.fit_transform(masked)
         seconds = time.perf_counter() - start
         errors = np.concatenate(
             [
@@ -199,8 +201,9 @@ def impute_frame(frame: pd.DataFrame, columns: list[str], imputer) -> pd.DataFra
     return out
 
 
-def fit_imputer(strategy: str, train_numeric: pd.DataFrame, random_state: int, n_jobs: int):
-    return clone(make_imputer(strategy, random_state, n_jobs)).fit(train_numeric)
+def fit_imputer(strategy: str, train_numeric: pd.DataFrame, *, random_state: int, n_jobs: int):
+    imputer = make_imputer(strategy, random_state=random_state, n_jobs=n_jobs)
+    return clone(imputer).fit(train_numeric)
 
 
 __all__ = [

@@ -25,14 +25,27 @@ from housing_assets.ml.sampling import bounded_rows
 class ModelFamily:
     name: str
     description: str
-    make: Callable[..., Any]  # hyper-parameters -> unfitted regressor
+    make: Callable[..., Any]  # (**hyper-parameters, seed=, [n_jobs=]) -> unfitted regressor
     grid: dict[str, list]  # the small grid of the comparison
     scale: bool  # needs the scaled (signed log + standardised) preprocessing
     threads_inside: bool  # parallel on its own (n_jobs); otherwise candidates run in parallel
     defaults: dict[str, Any] = field(default_factory=dict)  # what ``make`` uses when not given
+    seeded: bool = True  # has a random_state; False: deterministic, ``seed`` is not used
 
-    def build(self, params: dict[str, Any], n_jobs: int):
-        return self.make(**params, n_jobs=n_jobs) if self.threads_inside else self.make(**params)
+    def build(self, params: dict[str, Any], n_jobs: int, *, seed: int | None):
+        """An unfitted regressor with the hyper-parameters ``params`` and ``seed`` as its
+        ``random_state`` (a ``random_state`` in ``params`` is replaced by it). ``seed`` may be
+        None only for a family that has no seed."""
+        if self.seeded and seed is None:
+            raise ValueError(f"the {self.name} family needs a seed")
+        params = {k: v for k, v in params.items() if k != "random_state"}
+        if self.threads_inside:
+            return self.make(**params, seed=seed, n_jobs=n_jobs)
+        return self.make(**params, seed=seed)
+
+    def seed_params(self, seed: int) -> dict[str, int]:
+        """``seed`` as the constructor parameter it becomes (nothing for a seedless family)."""
+        return {"random_state": seed} if self.seeded else {}
 
 
 class SampledKNeighborsRegressor(KNeighborsRegressor):
@@ -44,7 +57,7 @@ class SampledKNeighborsRegressor(KNeighborsRegressor):
     """
 
     def __init__(
-        self, n_neighbors=5, *, weights="distance", p=2, max_fit_rows=20_000, random_state=0
+        self, n_neighbors=5, *, weights="distance", p=2, max_fit_rows=20_000, random_state
     ):
         super().__init__(n_neighbors=n_neighbors, weights=weights, p=p)
         self.max_fit_rows = max_fit_rows
@@ -57,14 +70,12 @@ class SampledKNeighborsRegressor(KNeighborsRegressor):
 
 
 # Huber loss on log(price): residuals beyond 0.15 (~16 %) count linearly, so a few districts far
-# off their neighbourhood's price level do not pull the trees (CV: MAPE -0.2 pp). max_bin 127,
-# half LightGBM's default histogram: 1.3x faster at equal CV error. Extremely randomized trees
-# (one random threshold per feature at each split) with 1.5x the trees: less variance on these
-# noisy district medians (5-fold CV on training rows, two seeds: wMAPE -0.08 pp, RMSE -0.5 %,
-# MAPE -0.12 pp at ~1.4x the fitting time; twice the trees bought only 0.01 pp more;
-# docs/benchmark-results.md). reg_lambda sits at the bottom of the search's range (LightGBM's
-# own default, 0, is outside its log scale), so the grid's winner is a point of the search
-# space and the search's first trial is exactly that winner.
+# off their neighbourhood's price level do not pull the trees. max_bin 127, half LightGBM's
+# default histogram, fits faster at equal error. Extremely randomized trees (one random
+# threshold per feature at each split) vary less on these noisy district medians, and need more
+# trees than classic ones. reg_lambda sits at the bottom of the search's range (LightGBM's own
+# default, 0, is outside its log scale), so the grid's winner is a point of the search space and
+# the search's first trial is exactly that winner.
 LIGHTGBM_DEFAULTS = dict(
     objective="huber",
     alpha=0.15,
@@ -82,14 +93,18 @@ LIGHTGBM_DEFAULTS = dict(
 FOREST_DEFAULTS = dict(n_estimators=100, max_samples=0.5, min_samples_leaf=2)
 
 
-def _lightgbm(n_jobs: int, **params) -> LGBMRegressor:
+def _lightgbm(*, seed: int, n_jobs: int, **params) -> LGBMRegressor:
     return LGBMRegressor(
-        **{**LIGHTGBM_DEFAULTS, **params}, n_jobs=n_jobs, random_state=42, verbose=-1
+        **{**LIGHTGBM_DEFAULTS, **params}, n_jobs=n_jobs, random_state=seed, verbose=-1
     )
 
 
-def _forest(n_jobs: int, **params) -> RandomForestRegressor:
-    return RandomForestRegressor(**{**FOREST_DEFAULTS, **params}, n_jobs=n_jobs, random_state=42)
+def _forest(*, seed: int, n_jobs: int, **params) -> RandomForestRegressor:
+    return RandomForestRegressor(**{**FOREST_DEFAULTS, **params}, n_jobs=n_jobs, random_state=seed)
+
+
+def _ridge(*, seed: None | int, **params) -> Ridge:
+    return Ridge(**params)  # exact solvers: no random_state to set
 
 
 FAMILIES: dict[str, ModelFamily] = {
@@ -98,15 +113,16 @@ FAMILIES: dict[str, ModelFamily] = {
         ModelFamily(
             "linear",
             "Ridge regression on scaled, log-transformed features",
-            lambda **p: Ridge(**p),
+            _ridge,
             {"alpha": [0.1, 1.0, 10.0]},
             True,
             False,
+            seeded=False,
         ),
         ModelFamily(
             "tree",
             "A single CART regression tree",
-            lambda **p: DecisionTreeRegressor(random_state=42, **p),
+            lambda *, seed, **p: DecisionTreeRegressor(random_state=seed, **p),
             {"max_depth": [8, 14], "min_samples_leaf": [5, 20]},
             False,
             False,
@@ -114,7 +130,7 @@ FAMILIES: dict[str, ModelFamily] = {
         ModelFamily(
             "knn",
             "k-nearest neighbours on scaled features",
-            lambda **p: SampledKNeighborsRegressor(**p),
+            lambda *, seed, **p: SampledKNeighborsRegressor(**p, random_state=seed),
             {"n_neighbors": [5, 10, 20]},
             True,
             False,
@@ -124,7 +140,7 @@ FAMILIES: dict[str, ModelFamily] = {
             "forest",
             "Random forest (bootstrap half-samples)",
             _forest,
-            {"max_features": [0.2, 0.33]},  # 0.6 was never better and cost twice the time
+            {"max_features": [0.2, 0.33]},
             False,
             True,
             FOREST_DEFAULTS,
@@ -133,9 +149,7 @@ FAMILIES: dict[str, ModelFamily] = {
             "boosting",
             "LightGBM gradient boosting",
             _lightgbm,
-            # Squared loss lost to Huber by ~0.3 pp CV wMAPE in every comparison since Huber
-            # came in (11.80 vs 11.51 at 63 leaves): the search still tries it, the grid no
-            # longer pays its six fits (~9 s of the default run).
+            # Huber's loss only: the search also tries squared loss
             {"num_leaves": [63, 31]},
             False,
             True,
@@ -150,9 +164,10 @@ def param_grid(grid: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def _evaluate(family: ModelFamily, params: dict, cache: FoldCache, n_jobs: int) -> dict:
+def _evaluate(family: ModelFamily, params: dict, cache: FoldCache, n_jobs: int, seed: int) -> dict:
     start = time.perf_counter()
-    fold_metrics = list(iter_fold_metrics(family.build(params, n_jobs), cache.folds(family.scale)))
+    regressor = family.build(params, n_jobs, seed=seed)
+    fold_metrics = list(iter_fold_metrics(regressor, cache.folds(family.scale)))
     return {
         "family": family.name,
         "params": params,
@@ -169,12 +184,14 @@ def compare_families(
     *,
     grids: dict[str, dict[str, list]] | None = None,
     n_jobs: int,
+    seed: int,
     max_candidates: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Grid-search each family by cross-validation on the cached folds.
 
     ``grids`` replaces a family's own grid; ``max_candidates`` keeps the first N candidates of
-    each grid (the first is the family's sensible default: 1 makes a quick run).
+    each grid (the first is the family's sensible default: 1 makes a quick run); ``seed`` is
+    every candidate's ``random_state``.
     Returns (all candidates, the best candidate of each family), both sorted by
     ``selection_metric`` (lower is better) with the overall winner first.
     """
@@ -184,10 +201,10 @@ def compare_families(
         candidates = param_grid((grids or {}).get(name, family.grid))[:max_candidates]
         cache.folds(family.scale)  # build the folds once, before any parallel use
         if family.threads_inside:
-            rows += [_evaluate(family, p, cache, n_jobs) for p in candidates]
+            rows += [_evaluate(family, p, cache, n_jobs, seed) for p in candidates]
         else:
             rows += Parallel(n_jobs=n_jobs, prefer="threads")(
-                delayed(_evaluate)(family, p, cache, 1) for p in candidates
+                delayed(_evaluate)(family, p, cache, 1, seed) for p in candidates
             )
     candidates = pd.DataFrame(rows).sort_values(selection_metric, ignore_index=True)
     best = candidates.drop_duplicates("family").reset_index(drop=True)

@@ -71,9 +71,6 @@ def assign_split(raw: pd.DataFrame) -> pd.DataFrame:
 def side_rows(frame: pd.DataFrame, side: str) -> pd.DataFrame:
     """The rows of ``frame`` on ``side`` of the carried split, in the split's order, without
     the split columns."""
-    if SPLIT_COLUMN not in frame.columns:  # a frame from before the split was carried
-        train, test = split_train_test(frame)
-        return train if side == "train" else test
     rows = frame[frame[SPLIT_COLUMN] == side].sort_values(SPLIT_ORDER_COLUMN, kind="stable")
     return rows.drop(columns=SPLIT_COLUMNS)
 

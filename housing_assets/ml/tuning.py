@@ -6,17 +6,10 @@ the intermediate value, so Hyperband stops unpromising trials after one or two f
 
 from __future__ import annotations
 
-import argparse
 import os
-import pickle
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -34,7 +27,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "boosting": lambda t: {
         "objective": t.suggest_categorical("objective", ["huber", "regression"]),
         "alpha": t.suggest_float("alpha", 0.05, 0.5, log=True),  # huber's threshold (log price)
-        # extremely randomized trees (the family's default) need ~1.5x the trees of classic ones
+        # extremely randomized trees (the family's default) need more trees than classic ones
         "n_estimators": t.suggest_int("n_estimators", 300, 1350, log=True),
         "learning_rate": t.suggest_float("learning_rate", 0.02, 0.2, log=True),
         "num_leaves": t.suggest_int("num_leaves", 15, 96, log=True),
@@ -85,17 +78,17 @@ class TuningResult:
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # the trials that count toward n_trials
-STORAGE_ENV = "HOUSING_OPTUNA_STORAGE"  # where a worker process reads the study's storage URL
 
 
 @dataclass
 class SearchJob:
-    """Everything a process needs to run trials of one study (picklable for worker processes)."""
+    """Everything a process needs to run trials of one study (picklable, so that other
+    processes can run trials of the same study)."""
 
     folds: list[Fold]
     family: str
     metric: str
-    seed: int
+    seed: int  # the sampler's and every fitted regressor's
     n_jobs: int
     n_startup_trials: int = 10
     start_params: dict[str, Any] | None = None  # the first trial's parameters
@@ -105,6 +98,8 @@ class SearchJob:
         return "maximize" if GREATER_IS_BETTER[self.metric] else "minimize"
 
     def load_study(self, storage, study_name: str | None, worker: int = 0) -> optuna.Study:
+        """The study in ``storage`` (an Optuna storage or RDB URL; None: in memory), created
+        if it does not exist; ``worker`` > 0 seeds another process's sampler differently."""
         return optuna.create_study(
             direction=self.direction(),
             sampler=optuna.samplers.TPESampler(
@@ -129,7 +124,8 @@ class SearchJob:
             trial.set_user_attr("scored_by", "model_comparison")
             scores = iter(self.start_fold_metrics)
         else:
-            scores = iter_fold_metrics(family.build(params, self.n_jobs), self.folds)
+            regressor = family.build(params, self.n_jobs, seed=self.seed)
+            scores = iter_fold_metrics(regressor, self.folds)
         for step, metrics in enumerate(scores):
             fold_metrics.append(metrics)
             running = sum(m[self.metric] for m in fold_metrics) / len(fold_metrics)
@@ -144,7 +140,7 @@ class SearchJob:
     def optimize(
         self, study: optuna.Study, n_trials: int, timeout_s: float | None = None, callbacks=()
     ) -> None:
-        """Run trials until the *study* holds ``n_trials`` finished ones (shared with workers)."""
+        """Run trials until the *study* holds ``n_trials`` finished ones (whoever ran them)."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         limit = MaxTrialsCallback(n_trials, states=FINISHED)
         if len(_finished_trials(study)) >= n_trials:
@@ -156,6 +152,11 @@ class SearchJob:
 
 def _finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=FINISHED)
+
+
+# Runs beside this process's own trials: given the job and the study, a context entered before
+# they start and left after they end (e.g. other processes running trials of the same study).
+Beside = Callable[[SearchJob, optuna.Study], AbstractContextManager]
 
 
 def tune(
@@ -170,29 +171,26 @@ def tune(
     start_params: dict[str, Any] | None = None,
     start_fold_metrics: list[dict[str, float]] | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
-    storage: str | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
     study_name: str | None = None,
-    n_workers: int = 1,
+    beside: Beside | None = None,
 ) -> TuningResult:
     """Search ``family_name``'s space on the cached folds; ``on_trial`` sees every finished trial.
 
-    ``start_params`` (e.g. the comparison's grid winner) is the first trial, with the family's
-    defaults for the parameters it does not name. ``start_fold_metrics``, its metrics on these
-    same folds (the comparison computed them), are replayed for that trial instead of refitting
-    it. With ``n_workers`` > 1 the study lives in
-    ``storage`` (an Optuna RDB URL) and ``n_workers - 1`` extra processes
-    (``python -m housing_assets.ml.tuning``) run trials of the same study beside this one, the
-    ``n_jobs`` threads shared out between them. Workers on other machines can join the same
-    study through a shared PostgreSQL storage (see the README).
+    ``seed`` seeds the sampler and every regressor fitted. ``start_params`` (e.g. the
+    comparison's grid winner) is the first trial, with the family's defaults for the parameters
+    it does not name. ``start_fold_metrics``, its metrics on these same folds (the comparison
+    computed them), are replayed for that trial instead of refitting it. The study lives in
+    ``storage`` (an Optuna storage or RDB URL; None: in memory) under ``study_name``; trials
+    that others run in the same study while ``beside`` is entered count toward ``n_trials`` and
+    are reported and returned as well.
     """
-    if n_workers > 1 and storage is None:
-        raise ValueError("several tuning workers need a shared Optuna storage (storage=...)")
     job = SearchJob(
         cache.folds(FAMILIES[family_name].scale),
         family_name,
         metric,
         seed,
-        n_jobs=max(1, n_jobs // n_workers),
+        n_jobs=n_jobs,
         n_startup_trials=min(6, n_trials),  # random draws before TPE models the space
         start_params={**FAMILIES[family_name].defaults, **start_params} if start_params else None,
         start_fold_metrics=start_fold_metrics,
@@ -209,9 +207,9 @@ def tune(
             reported.add(trial.number)
             on_trial(_record(trial))
 
-    with _worker_processes(job, storage, study.study_name, n_trials, timeout_s, n_workers - 1):
+    with beside(job, study) if beside else nullcontext():
         job.optimize(study, n_trials, timeout_s, callbacks=[lambda s, t: report(t)])
-    for trial in sorted(_finished_trials(study), key=lambda t: t.number):  # the workers' trials
+    for trial in sorted(_finished_trials(study), key=lambda t: t.number):  # others' trials
         report(trial)
     trials = pd.DataFrame([_record(t).__dict__ for t in study.trials])
     best = study.best_trial
@@ -224,84 +222,6 @@ def tune(
         trials=trials,
         study=study,
     )
-
-
-@contextmanager
-def _worker_processes(
-    job: SearchJob, storage, study_name: str, n_trials: int, timeout_s: float | None, count: int
-):
-    """Start ``count`` worker processes on the same study; wait for them on exit."""
-    if count <= 0:
-        yield
-        return
-    with tempfile.TemporaryDirectory(prefix="housing-tuning-") as tmp:
-        payload = Path(tmp, "job.pkl")
-        payload.write_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-        command = [
-            sys.executable,
-            "-m",
-            "housing_assets.ml.tuning",
-            "--job",
-            str(payload),
-            "--study",
-            study_name,
-            "--n-trials",
-            str(n_trials),
-        ]
-        if timeout_s:
-            command += ["--timeout-s", str(timeout_s)]
-        # The storage URL may hold a password: it goes through the environment, not argv.
-        env = {**os.environ, STORAGE_ENV: str(storage)}
-        workers = [
-            subprocess.Popen(
-                [*command, "--worker", str(i + 1), "--ready", f"{tmp}/ready-{i + 1}"], env=env
-            )
-            for i in range(count)
-        ]
-        try:
-            _wait_until_ready(workers, [Path(tmp, f"ready-{i + 1}") for i in range(count)])
-            yield
-        finally:
-            codes = [w.wait() for w in workers]
-        if any(codes):
-            raise RuntimeError(f"tuning worker(s) failed with exit codes {codes}")
-
-
-def _wait_until_ready(
-    workers: list[subprocess.Popen], markers: list[Path], timeout_s: float = 120.0
-) -> None:
-    """Start trials together: wait until every worker has imported and joined the study."""
-    deadline = time.monotonic() + timeout_s
-    while not all(m.exists() for m in markers):
-        failed = [w.returncode for w in workers if w.poll() not in (None, 0)]
-        if failed or time.monotonic() > deadline:
-            raise RuntimeError(f"tuning workers did not start (exit codes {failed})")
-        time.sleep(0.1)
-
-
-def worker_main(argv: list[str] | None = None) -> None:
-    """A tuning worker: joins a study in shared storage and runs trials until it is full."""
-    parser = argparse.ArgumentParser(description=worker_main.__doc__)
-    parser.add_argument("--job", required=True, help="pickled SearchJob (folds, family, metric)")
-    parser.add_argument(
-        "--storage",
-        default=os.environ.get(STORAGE_ENV),
-        help=f"Optuna storage URL (default: ${STORAGE_ENV}, which keeps a password off the "
-        "command line)",
-    )
-    parser.add_argument("--study", required=True)
-    parser.add_argument("--n-trials", type=int, required=True)
-    parser.add_argument("--timeout-s", type=float)
-    parser.add_argument("--worker", type=int, default=1, help="seeds the sampler differently")
-    parser.add_argument("--ready", help="file to create once the study is joined")
-    args = parser.parse_args(argv)
-    if not args.storage:
-        parser.error(f"no storage: pass --storage or set {STORAGE_ENV}")
-    job: SearchJob = pickle.loads(Path(args.job).read_bytes())
-    study = job.load_study(args.storage, args.study, worker=args.worker)
-    if args.ready:
-        Path(args.ready).touch()
-    job.optimize(study, args.n_trials, args.timeout_s)
 
 
 def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
@@ -320,7 +240,3 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         seconds=seconds,
         scored_by=trial.user_attrs.get("scored_by", "search"),
     )
-
-
-if __name__ == "__main__":
-    worker_main()

@@ -18,7 +18,7 @@ class GeoSettings:
     cv_folds: int = 3
     metric: str = "wmape"  # the cross-validated error that decides K
     cluster_gamma: float = 1.0  # RBF width of the similarity to the cluster centres
-    seed: int = 42
+    seed: int = 42  # of the folds, the clusters, the probe model and the model's imputer
 
 
 def add_geo_clusters(
@@ -47,7 +47,7 @@ def add_geo_clusters(
         metric=settings.metric,
         n_jobs=threads,
     )
-    similarity = ClusterSimilarity(k, settings.cluster_gamma, settings.seed)
+    similarity = ClusterSimilarity(k, settings.cluster_gamma, random_state=settings.seed)
     similarity.fit(train[GEO_COLUMNS])
     return GeoFeatures(
         frame=frame.join(cluster_feature_frame(frame, similarity)),

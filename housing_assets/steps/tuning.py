@@ -7,18 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
+from housing_assets.io.tuning_workers import tune_in_processes
 from housing_assets.ml.models import FAMILIES
-from housing_assets.ml.tuning import TrialRecord, tune
+from housing_assets.ml.tuning import TrialRecord
 
 
 @dataclass(frozen=True)
 class TuningSettings:
-    # 12: on the default data the best of 50 trials was 0.04 pp wMAPE better than the grid's
-    # winner (the first trial); Hyperband prunes the hopeless ones after one fold.
+    # Few trials: the first is the grid's winner, and Hyperband prunes the hopeless ones after
+    # one fold.
     n_trials: int = 12
     cv_folds: int = 3
     metric: str = "wmape"
-    seed: int = 42
+    seed: int = 42  # of the folds, the sampler and every regressor fitted
     timeout_s: float | None = None
     # Trial processes sharing one study; more than one needs an Optuna RDB storage URL. The
     # asset resolves the default (its environment's), a URL with a password belongs in the
@@ -38,10 +39,14 @@ def tune_params(
 ) -> TunedParams:
     """Optuna TPE over the comparison winner's space, its grid winner as the first trial (its
     comparison score, when scored on the same folds), Hyperband pruning across folds;
-    ``on_trial`` sees every finished trial (for tracking)."""
-    result = tune(
+    ``on_trial`` sees every finished trial (for tracking). With ``n_workers`` > 1, worker
+    processes run trials of the same study in ``storage`` beside this one."""
+    result = tune_in_processes(
         split.fold_cache(settings.cv_folds, settings.seed),
         comparison.winner,
+        n_workers=settings.n_workers,
+        storage=settings.storage,
+        study_name=study_name if settings.storage else None,
         n_trials=settings.n_trials,
         metric=settings.metric,
         seed=settings.seed,
@@ -50,15 +55,13 @@ def tune_params(
         start_params=comparison.winner_params,
         start_fold_metrics=_winner_fold_metrics(comparison, settings),
         on_trial=on_trial,
-        storage=settings.storage,
-        study_name=study_name if settings.storage else None,
-        n_workers=settings.n_workers,
     )
+    family = FAMILIES[comparison.winner]
     return TunedParams(
         family=comparison.winner,
-        # complete: the family's defaults too, so a later refit (a retrain, after an upgrade
-        # that changed a default) builds exactly the model that was tuned
-        params={**FAMILIES[comparison.winner].defaults, **result.best_params},
+        # complete: the family's defaults and the seed too, so a later refit (a retrain, after
+        # an upgrade that changed a default) builds exactly the model that was tuned
+        params={**family.defaults, **result.best_params, **family.seed_params(settings.seed)},
         metric=settings.metric,
         cv_metrics=result.best_metrics,
         trials=result.trials.assign(params=result.trials["params"].map(str)),
@@ -75,6 +78,6 @@ def _winner_fold_metrics(
     """The grid winner's metrics fold by fold, if the comparison scored it on the folds the
     search uses."""
     same_folds = (comparison.cv_folds, comparison.seed) == (settings.cv_folds, settings.seed)
-    if not same_folds or "fold_metrics" not in comparison.leaderboard:
+    if not same_folds:
         return None
     return json.loads(comparison.leaderboard["fold_metrics"].iloc[0])
