@@ -302,14 +302,14 @@ class RowKeyIndex:
         self._batches, self._union = {}, _no_keys()
         if self.ACCEPTED_OBJECT not in self._names():
             return self._batches
+        payload = self.landing.read(self.ACCEPTED_OBJECT, INDEX).payload  # storage errors raise
         try:
-            payload = self.landing.read(self.ACCEPTED_OBJECT, INDEX).payload
             with np.load(io.BytesIO(payload), allow_pickle=False) as stored:
                 keys, ends, union = stored["keys"], stored["ends"], stored["union"]
                 names = json.loads(stored["names"].tobytes().decode())
             if keys.dtype != np.uint64 or union.dtype != np.uint64 or len(ends) != len(names):
                 raise ValueError("not a row-key index")
-        except Exception:  # unreadable: rebuilt from accepted/ (each batch parsed once)
+        except Exception:  # not an index: rebuilt from accepted/ (each batch parsed once)
             self._dirty = True
             return self._batches
         self._batches = dict(zip(names, np.split(keys, ends[:-1]), strict=True))
