@@ -1,11 +1,17 @@
 """A killed run does not hold the queue: the worker is recorded, checked and failed.
 
-The first tests check the launcher's health check against real processes; the last one kills a
-real CLI run under a real dagster-daemon and watches the queued run behind it start.
+This is opt-in platform code (housing_assets/platform/run_liveness.py) that the instance
+config names, not the code location. The first tests pin the Dagster internals it relies on
+(they fail when Dagster changes under it) and check the recorder and the launcher's health
+check against real runs and processes; the e2e one kills a real CLI run under a real
+dagster-daemon and watches the queued run behind it start.
 """
 
 import http.server
+import inspect
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,13 +22,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance, DagsterRunStatus
-from dagster._core.launcher import WorkerStatus
+from dagster import AssetExecutionContext, DagsterInstance, DagsterRunStatus, asset, materialize
 
+from housing_assets.platform import run_liveness
 from housing_assets.platform.run_liveness import (
     WORKER_TAG,
+    CheckRunHealthResult,
     LivenessCheckingRunLauncher,
     RunWorker,
+    RunWorkerRecorder,
+    WorkerStatus,
     process_start_time,
 )
 from housing_assets_testkit import REPO_ROOT, fresh_project_env
@@ -54,6 +63,90 @@ def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 def _status(worker: RunWorker | None) -> WorkerStatus:
     return LivenessCheckingRunLauncher().check_run_worker_health(_Run(worker)).status
+
+
+def test_the_dagster_internals_it_relies_on_are_still_there():
+    """Run monitoring calls these on the instance's launcher; they are not public API."""
+    from dagster._core.launcher import RunLauncher
+
+    assert issubclass(LivenessCheckingRunLauncher, RunLauncher)
+    assert isinstance(
+        inspect.getattr_static(RunLauncher, "supports_check_run_worker_health"), property
+    )
+    assert list(inspect.signature(RunLauncher.check_run_worker_health).parameters) == [
+        "self",
+        "run",
+    ]
+    assert CheckRunHealthResult._fields[:2] == ("status", "msg")
+    assert {"RUNNING", "FAILED"} <= set(WorkerStatus.__members__)
+    assert LivenessCheckingRunLauncher().supports_check_run_worker_health
+
+
+def _home_with_the_shipped_instance_config(tmp_path: Path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def test_the_shipped_instance_config_names_the_recorder_and_the_launcher(tmp_path, monkeypatch):
+    for path in (REPO_ROOT / "dagster.yaml", REPO_ROOT / "deploy" / "dagster.yaml"):
+        settings = yaml.safe_load(path.read_text())
+        handlers = settings["python_logs"]["dagster_handler_config"]["handlers"]
+        assert {h["class"] for h in handlers.values()} == {
+            "housing_assets.platform.run_liveness.RunWorkerRecorder"
+        }, path
+        assert settings["run_launcher"]["module"] == "housing_assets.platform.run_liveness"
+        assert settings["run_monitoring"]["enabled"], path
+    _home_with_the_shipped_instance_config(tmp_path, monkeypatch)
+    with DagsterInstance.get() as instance:
+        assert isinstance(instance.run_launcher, LivenessCheckingRunLauncher)
+        # Dagster builds the python_logs handlers (logging.config.dictConfig) for each run.
+        assert any(isinstance(h, RunWorkerRecorder) for h in instance.get_handlers())
+
+
+def test_a_run_records_its_worker_before_its_first_step(tmp_path, monkeypatch):
+    """A real run on an instance configured as shipped: the recorder sees the run's RUN_START
+    (Dagster's log record metadata) and tags the run before any step computes."""
+    _home_with_the_shipped_instance_config(tmp_path, monkeypatch)
+    seen = {}
+
+    @asset
+    def probe(context: AssetExecutionContext) -> int:
+        run = context.instance.get_run_by_id(context.run_id)
+        seen["worker"] = RunWorker.from_tag(run.tags.get(WORKER_TAG))
+        return 1
+
+    with DagsterInstance.get() as instance:
+        result = materialize([probe], instance=instance)
+        assert result.success
+        assert seen["worker"] == RunWorker.this_process()
+        tags = instance.get_run_by_id(result.run_id).tags
+        assert RunWorker.from_tag(tags[WORKER_TAG]) == RunWorker.this_process()
+
+
+def test_the_recorder_ignores_other_records_and_never_raises(monkeypatch, caplog):
+    class _Event:
+        event_type = run_liveness.DagsterEventType.RUN_START
+
+    def record(**metadata):
+        entry = logging.LogRecord("dagster", logging.DEBUG, __file__, 1, "message", None, None)
+        if metadata:
+            setattr(entry, run_liveness.DAGSTER_RECORD_METADATA, metadata)
+        return entry
+
+    opened = []
+    monkeypatch.setattr(run_liveness, "_home_instance", lambda: opened.append(1))
+    recorder = RunWorkerRecorder()
+    recorder.emit(record())  # not from Dagster's log manager
+    recorder.emit(record(run_id="r", dagster_event=None))  # a plain log line of a run
+    assert opened == []
+    monkeypatch.undo()  # the real _home_instance, with no instance to open
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with caplog.at_level(logging.WARNING, logger=run_liveness.__name__):
+        recorder.emit(record(run_id="r", dagster_event=_Event()))
+    assert "The worker of run r is not recorded: DAGSTER_HOME is not set" in caplog.text
 
 
 def test_a_live_worker_is_running_and_a_killed_one_failed():
