@@ -1,24 +1,25 @@
-"""Matplotlib figures rendered as PNG and embedded in Dagster metadata as Markdown."""
+"""Matplotlib figures rendered as PNG and embedded in Dagster metadata as Markdown.
+
+Figures are built with matplotlib's object-oriented API (``matplotlib.figure.Figure``), not
+``pyplot``: no backend is selected for the process and no figure is registered anywhere, and
+``savefig`` renders PNG with Agg. A figure is freed once nothing refers to it.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from dagster import MetadataValue  # noqa: E402
+import numpy as np
+import pandas as pd
+from dagster import MetadataValue
+from matplotlib.figure import Figure
 
 
-def to_png(fig) -> bytes:
-    """The figure rendered once as PNG (for the UI and for W&B alike); the figure is closed."""
+def to_png(fig: Figure) -> bytes:
+    """The figure rendered once as PNG (for the UI and for W&B alike)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -27,12 +28,13 @@ def png_markdown(png: bytes, alt: str) -> MetadataValue:
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-def figure_to_markdown(fig, alt: str) -> MetadataValue:
+def figure_to_markdown(fig: Figure, alt: str) -> MetadataValue:
     return png_markdown(to_png(fig), alt)
 
 
-def bar_chart(labels, values, title: str, xlabel: str, highlight: str | None = None):
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * len(labels)))
+def bar_chart(labels, values, title: str, xlabel: str, highlight: str | None = None) -> Figure:
+    fig = Figure(figsize=(6, 0.5 + 0.45 * len(labels)))
+    ax = fig.subplots()
     colors = ["tab:green" if label == highlight else "tab:gray" for label in labels]
     ax.barh(list(map(str, labels)), values, color=colors)
     ax.invert_yaxis()
@@ -43,11 +45,12 @@ def bar_chart(labels, values, title: str, xlabel: str, highlight: str | None = N
     return fig
 
 
-def k_evidence_chart(table: pd.DataFrame, metric: str):
+def k_evidence_chart(table: pd.DataFrame, metric: str) -> Figure:
     """The cross-validated error by K beside KMeans' own measures (only the latter for a
     pinned K, which has no cross-validation)."""
     cross_validated = f"cv_{metric}" in table.columns
-    fig, axes = plt.subplots(1, 3 if cross_validated else 2, figsize=(13, 3.5))
+    fig = Figure(figsize=(13, 3.5))
+    axes = fig.subplots(1, 3 if cross_validated else 2)
     chosen = int(table.loc[table["chosen"], "k"].iloc[0])
     if cross_validated:
         ax = axes[0]
@@ -62,16 +65,18 @@ def k_evidence_chart(table: pd.DataFrame, metric: str):
     return fig
 
 
-def cluster_map(frame: pd.DataFrame, max_points: int = 6000):
+def cluster_map(frame: pd.DataFrame, max_points: int = 6000) -> Figure:
     sample = frame.sample(min(max_points, len(frame)), random_state=0)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.scatter(sample["longitude"], sample["latitude"], c=sample["geo_cluster"], cmap="tab20", s=3)
     ax.set(title="Geographic clusters", xlabel="longitude", ylabel="latitude")
     return fig
 
 
-def optimisation_history(trials: pd.DataFrame, metric: str):
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def optimisation_history(trials: pd.DataFrame, metric: str) -> Figure:
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     done = trials[trials["state"] == "COMPLETE"]
     pruned = trials[trials["state"] == "PRUNED"]
     ax.scatter(done["number"], done["value"], s=12, label="complete")
@@ -92,8 +97,9 @@ def optimisation_history(trials: pd.DataFrame, metric: str):
     return fig
 
 
-def predicted_vs_actual(y_true, y_pred):
-    fig, ax = plt.subplots(figsize=(5, 5))
+def predicted_vs_actual(y_true, y_pred) -> Figure:
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.scatter(y_true, y_pred, s=3, alpha=0.4)
     top = max(float(np.max(y_true)), float(np.max(y_pred)))
     ax.plot([0, top], [0, top], color="tab:red")
