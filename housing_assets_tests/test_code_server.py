@@ -1,9 +1,14 @@
-"""Runs launched through `housing-code-server` (the compose stack's code service, the path of
-the UI, the sensor and schedules): each starts in a process forked from the server's
-preloaded forkserver, not in a freshly spawned interpreter, and runs to the end, one after
-another from the same forkserver. How much time that saves is measured by
-benchmarks/run.py (see docs/benchmark-results.md), not here."""
+"""The warm code server, `housing-code-server` (housing_assets/platform/code_server.py): an
+opt-in replacement for Dagster's `dagster api grpc` that a deployment chooses by running it (the
+compose stack's code service does; `make dev` and the code location itself do not use it).
 
+Runs launched through it (the path of the UI, the sensor and schedules) each start in a process
+forked from the server's preloaded forkserver, not in a freshly spawned interpreter, and run
+to the end, one after another from the same forkserver. It relies on Dagster internals, pinned
+by the first test: it fails when Dagster changes under the server. How much time the server
+saves is measured by benchmarks/run.py (see docs/benchmark-results.md), not here."""
+
+import inspect
 import os
 import subprocess
 import sys
@@ -18,6 +23,26 @@ from housing_assets_testkit import (
     wait_for,
     warm_code_server,
 )
+
+
+def test_the_dagster_internals_it_relies_on_are_still_there():
+    """The server swaps the multiprocessing context Dagster's servicer starts runs with, and
+    runs Dagster's own `dagster api grpc` command with its servicer class in place."""
+    import dagster._grpc.server as grpc_server
+    from dagster._cli.api import grpc_command
+
+    from housing_assets.platform.code_server import warm_api_server_class
+
+    servicer = inspect.getsource(grpc_server.DagsterApiServer)
+    assert 'self._mp_ctx = multiprocessing.get_context("spawn")' in servicer
+    assert "self._mp_ctx.Process(" in servicer  # how a run's process is started
+    # The command imports the servicer class when called, so replacing the module's attribute
+    # before calling it is enough.
+    command = inspect.getsource(grpc_command.callback)
+    assert "from dagster._grpc.server import DagsterApiServer" in command
+    assert "DagsterApiServer(" in command
+    assert issubclass(warm_api_server_class(), grpc_server.DagsterApiServer)
+
 
 _FORK_FROM_WARM_CONTEXT = """
 import logging, pathlib, sys

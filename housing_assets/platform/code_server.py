@@ -1,24 +1,32 @@
-"""The code location's gRPC server, with runs that start warm.
+"""An opt-in gRPC code server for the code location, with runs that start warm.
 
-Dagster's code server (``dagster api grpc``) starts every run it launches (UI, sensor, schedule,
+Opt-in and apart from the product: nothing in the code location imports this module. Only a
+deployment that runs the ``housing-code-server`` command instead of Dagster's ``dagster api
+grpc`` uses it (the compose stack's code service does); `make dev`, `dagster dev` and the
+CLI use Dagster's own server or none, and behave exactly the same without it.
+
+Dagster's code server starts every run it launches (UI, sensor, schedule,
 ``dagster job launch``) in a fresh *spawned* interpreter, which then imports Dagster, pandas,
 scikit-learn, the code location, MLflow, W&B and matplotlib before the first step computes:
 ~9 s of every run on the 2-core machines here, paid again per run. This server is the same
 server with one change: runs are forked from a *forkserver* that imported all of that once,
-when the server started. A run's process is still a process of its own, a copy of the
-forkserver, which holds imports only (no Python thread, open store, OpenMP pool or W&B
-service; OpenBLAS re-creates its own threads after a fork), so crashes, termination and run
-monitoring behave as before.
+when the server started (``warm_worker``). A run's process is still a process of its own, a
+copy of the forkserver, which holds imports only (no Python thread, open store, OpenMP pool or
+W&B service; OpenBLAS re-creates its own threads after a fork), so crashes, termination and
+run monitoring behave as before. A forked run ends with ``os._exit`` (multiprocessing's
+forkserver), so it skips the interpreter's final garbage collection of all those imports too.
 
     housing-code-server -h 0.0.0.0 -p 4000 -m housing_assets.definitions
 
-takes the options of ``dagster api grpc`` and is what the compose stack's code service runs.
-The server reports healthy once the forkserver is warm. If the forkserver cannot start, runs
-are spawned as by the stock server (logged); if one of its imports fails, runs import it
-themselves. (`make dev` keeps Dagster's own code server, which reloads edited code.)
+takes the options of ``dagster api grpc``. The server reports healthy once the forkserver is
+warm. If the forkserver cannot start, runs are spawned as by the stock server (logged); if one
+of its imports fails, runs import it themselves.
 
-It subclasses Dagster's private ``dagster._grpc.server.DagsterApiServer`` (its ``_mp_ctx``):
-Dagster is pinned, and housing_assets_tests/test_code_server.py fails if a run no longer forks from here.
+Private Dagster API it relies on (Dagster is pinned; housing_assets_tests/test_code_server.py
+fails when one changes): it subclasses ``dagster._grpc.server.DagsterApiServer`` and replaces
+the multiprocessing context it starts runs with (``_mp_ctx``, "spawn" in Dagster), and it runs
+``dagster._cli.api.grpc_command`` with that subclass in place of ``DagsterApiServer``, which
+the command imports when called.
 """
 
 from __future__ import annotations
