@@ -1,56 +1,153 @@
-"""Where things live by default. Every default can be overridden by an environment variable."""
+"""The one module that reads the environment: every setting the project takes from it, read
+when asked (never at import), checked, and named in the error when it is wrong.
+
+``HOUSING_DEPLOYMENT`` picks the deployment, and with it the resource set
+(``housing_assets/resources/``):
+
+- ``local``: assets on local disk, an embedded MLflow store in the data folder (the default);
+- ``gcs``: assets in the Google Cloud Storage bucket ``HOUSING_GCS_BUCKET`` (required);
+- ``compose``: the Docker stack: an MLflow server (``MLFLOW_TRACKING_URI``) and a shared
+  Optuna storage (``HOUSING_OPTUNA_STORAGE``), both required; assets on the data volume, or
+  in ``HOUSING_GCS_BUCKET`` when it is set.
+
+Unset, it is ``gcs`` when ``HOUSING_GCS_BUCKET`` is set (as the contract promises for that
+variable) and ``local`` otherwise. docs/configuration.md lists every variable.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from housing_assets.io.source import DEFAULT_SOURCE_URL
 
-
-def data_dir() -> Path:
-    """The project's data folder: ``HOUSING_DATA_DIR``, else ``./data`` under the working directory."""
-    return Path(os.environ.get("HOUSING_DATA_DIR") or Path.cwd() / "data").resolve()
-
-
-def source_url() -> str:
-    return os.environ.get("HOUSING_SOURCE_URL") or DEFAULT_SOURCE_URL
+DEPLOYMENTS = ("local", "gcs", "compose")
+REQUIRED = {
+    "local": (),
+    "gcs": ("HOUSING_GCS_BUCKET",),
+    "compose": ("MLFLOW_TRACKING_URI", "HOUSING_OPTUNA_STORAGE"),
+}
 
 
-def landing_url() -> str:
-    return os.environ.get("HOUSING_LANDING_URL") or str(data_dir() / "landing")
+class SettingsError(ValueError):
+    """A setting that is missing or malformed; the message names the variable."""
 
 
-def threads() -> int:
-    """Threads for LightGBM, forests, k-NN and joblib: ``HOUSING_THREADS``, else every core this
-    process may run on (its CPU affinity, which containers and taskset narrow)."""
-    given = os.environ.get("HOUSING_THREADS")
-    if given:
-        return max(1, int(given))
+@dataclass(frozen=True)
+class Settings:
+    deployment: str
+    data_dir: Path
+    source_url: str
+    source_from_env: bool  # HOUSING_SOURCE_URL set: the UI shows the variable, not the URL
+    landing_url: str
+    landing_settle_s: float
+    gcs_bucket: str | None
+    gcs_prefix: str
+    gcp_project: str | None
+    mlflow_tracking_uri: str
+    mlflow_from_env: bool
+    mlflow_artifacts: str | None
+    optuna_storage: str | None
+    wandb_mode: str
+    threads: int
+    sensor_interval_s: int
+    retrain_config: str | None  # a YAML run-config file for sensor-triggered runs
+    cache_dir: Path  # the empty MLflow schema cache (io/mlflow_store.py)
+    storage_emulator_host: str | None  # a local GCS server (google-cloud-storage reads it too)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        bucket = get("HOUSING_GCS_BUCKET")
+        deployment = get("HOUSING_DEPLOYMENT") or ("gcs" if bucket else "local")
+        if deployment not in DEPLOYMENTS:
+            raise SettingsError(
+                f"HOUSING_DEPLOYMENT={deployment!r} is not a deployment: use one of "
+                f"{', '.join(DEPLOYMENTS)}"
+            )
+        missing = [name for name in REQUIRED[deployment] if not get(name)]
+        if missing:
+            raise SettingsError(
+                f"HOUSING_DEPLOYMENT={deployment} needs {' and '.join(missing)} "
+                "(see docs/configuration.md)"
+            )
+        if bucket and deployment == "local":
+            raise SettingsError(
+                "HOUSING_GCS_BUCKET is set but HOUSING_DEPLOYMENT=local keeps assets on local "
+                "disk: unset one of them"
+            )
+        data_dir = Path(get("HOUSING_DATA_DIR") or Path.cwd() / "data").resolve()
+        tracking_uri = get("MLFLOW_TRACKING_URI")
+        artifacts = get("HOUSING_MLFLOW_ARTIFACTS")
+        if artifacts is None and tracking_uri is None:
+            artifacts = (data_dir / "mlflow" / "artifacts").as_uri()
+        project = get("GOOGLE_CLOUD_PROJECT")
+        if project is None and get("STORAGE_EMULATOR_HOST"):
+            project = "local"  # a local GCS server needs a name, not a real project
+        cache = get("HOUSING_CACHE_DIR")
+        cache_dir = Path(cache) if cache else Path(get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return cls(
+            deployment=deployment,
+            data_dir=data_dir,
+            source_url=get("HOUSING_SOURCE_URL") or DEFAULT_SOURCE_URL,
+            source_from_env=get("HOUSING_SOURCE_URL") is not None,
+            landing_url=get("HOUSING_LANDING_URL") or str(data_dir / "landing"),
+            landing_settle_s=_number(env, "HOUSING_LANDING_SETTLE_S", 3.0, float),
+            gcs_bucket=bucket,
+            gcs_prefix=get("HOUSING_GCS_PREFIX") or "housing_assets",
+            gcp_project=project,
+            mlflow_tracking_uri=tracking_uri or f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+            mlflow_from_env=tracking_uri is not None,
+            mlflow_artifacts=artifacts,
+            optuna_storage=get("HOUSING_OPTUNA_STORAGE"),
+            wandb_mode=get("WANDB_MODE") or ("online" if get("WANDB_API_KEY") else "offline"),
+            threads=_number(env, "HOUSING_THREADS", 0, int) or _usable_cores(),
+            sensor_interval_s=_number(env, "HOUSING_SENSOR_INTERVAL_S", 30, int),
+            retrain_config=get("HOUSING_RETRAIN_CONFIG"),
+            cache_dir=cache_dir if cache else cache_dir / "housing_assets",
+            storage_emulator_host=get("STORAGE_EMULATOR_HOST"),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default, kind):
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a {kind.__name__}") from None
+    if value < 0:
+        raise SettingsError(f"{name}={text!r} must not be negative")
+    return value
+
+
+def _usable_cores() -> int:
+    """Every core this process may run on (its CPU affinity, which containers and taskset narrow)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
 
 
+def load() -> Settings:
+    """The settings of this environment, read now."""
+    return Settings.from_env()
+
+
+def data_dir() -> Path:
+    return load().data_dir
+
+
+def threads() -> int:
+    """Threads for LightGBM, forests, k-NN and joblib (``HOUSING_THREADS``, else usable cores)."""
+    return load().threads
+
+
 def mlflow_tracking_uri() -> str:
-    return (
-        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
-    )
-
-
-def mlflow_artifact_location() -> str | None:
-    """Artifact root for new experiments: ``HOUSING_MLFLOW_ARTIFACTS`` (e.g. ``gs://bucket/mlflow``),
-    else a folder beside the embedded store (None lets a remote tracking server decide)."""
-    explicit = os.environ.get("HOUSING_MLFLOW_ARTIFACTS")
-    if explicit:
-        return explicit
-    if "MLFLOW_TRACKING_URI" in os.environ:
-        return None
-    return (data_dir() / "mlflow" / "artifacts").as_uri()
-
-
-def wandb_mode() -> str:
-    mode = os.environ.get("WANDB_MODE")
-    if mode:
-        return mode
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return load().mlflow_tracking_uri

@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, asset, materialize
 
-from housing_assets.resources.tracking import MlflowTracking, WandbTracking, parent_run_name
+from housing_assets.reports.evidence import Evidence, MlflowRecord
+from housing_assets.resources.tracking import (
+    MlflowTracking,
+    Tracking,
+    WandbTracking,
+    parent_run_name,
+)
 from housing_assets_testkit import wandb_offline_records
 
 
@@ -197,36 +203,57 @@ def test_a_failing_wandb_write_warns_and_the_step_succeeds(tmp_path):
     assert len(warnings) == 1 and "evidence" in warnings[0] and "no-such-mode" in warnings[0]
 
 
-def test_frozen_import_frames_are_answered_from_inspects_cache(tmp_path, monkeypatch):
-    """W&B's first run imports pydantic models that ask inspect.getmodule of every import frame;
-    for importlib's frozen frames inspect scans all of sys.modules and answers None, every call.
-    After the warm-up they are a cache hit that names importlib's module."""
-    import inspect
-    import sys
+@asset
+def publishes_evidence(context, tracking: Tracking) -> int:
+    from housing_assets.reports import plots
 
-    from housing_assets.resources.tracking import _cache_frozen_import_frames
-
-    (tmp_path / "frame_probe.py").write_text(
-        "import inspect, sys\n"
-        "frame, ANSWERS = sys._getframe(), {}\n"
-        "while frame:\n"
-        "    if frame.f_code.co_filename.startswith('<frozen importlib'):\n"
-        "        ANSWERS[frame.f_code.co_filename] = inspect.getmodule(frame)\n"
-        "    frame = frame.f_back\n"
+    png = plots.to_png(plots.bar_chart(["a", "b"], [1.0, 2.0], "t", "x", highlight="a"))
+    tracking.publish(
+        context,
+        Evidence(
+            kind="probe",
+            config={"k": 5},
+            values={"chosen_k": 5},
+            markdown={"why": "**K=5**: the smallest within one standard error"},
+            json={"params": {"alpha": 0.5}},
+            tables={"k_evidence": pd.DataFrame({"k": [3, 5], "rmse": [1.5, 1.25]})},
+            figures={"k_plot": png},
+            mlflow=MlflowRecord(
+                "probe", params={"k": 5}, metrics={"rmse": 1.25}, texts={"note.txt": "hello"}
+            ),
+        ),
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    return 1
 
-    def frozen_answers() -> dict:
-        sys.modules.pop("frame_probe", None)
-        return __import__("frame_probe").ANSWERS
 
-    # inspect's cache as a process starts (a W&B run in an earlier test may have warmed it).
-    cold = {k: v for k, v in inspect.modulesbyfile.items() if not v.startswith("importlib.")}
-    monkeypatch.setattr(inspect, "modulesbyfile", cold)
-    before = frozen_answers()
-    assert "<frozen importlib._bootstrap>" in before  # an import runs through frozen frames
-    assert set(before.values()) == {None}  # uncached: a scan of sys.modules, then no answer
-    _cache_frozen_import_frames()
-    after = frozen_answers()
-    assert after["<frozen importlib._bootstrap>"] is sys.modules["importlib._bootstrap"]
-    sys.modules.pop("frame_probe", None)
+def test_one_publish_writes_the_evidence_to_dagster_mlflow_and_wandb(tmp_path, tracking):
+    """Reports as data: the step's evidence reaches the asset's metadata (a table as Markdown,
+    the figure inline), one MLflow run (params, metrics, text) and one W&B run (table, image)."""
+    mlflow_tracking = tracking
+    wandb = WandbTracking(mode="offline", dir=str(tmp_path))
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [publishes_evidence],
+        resources={"tracking": Tracking(mlflow=mlflow_tracking, wandb=wandb)},
+        instance=instance,
+    )
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node("publishes_evidence")
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["chosen_k"] == 5 and metadata["params"] == {"alpha": 0.5}
+    header, rule, *rows = metadata["k_evidence"].splitlines()
+    assert header.split("|")[1:3] == ["    k ", "   rmse "] and rows[1].endswith("1.25 |")
+    assert metadata["k_plot"].startswith("![k_plot](data:image/png;base64,")
+    assert metadata["why"].startswith("**K=5**")
+
+    client = mlflow_tracking.client()
+    (run,) = [
+        r
+        for r in client.search_runs(client.search_experiments()[0].experiment_id.split())
+        if r.info.run_name == "probe"
+    ]
+    assert run.data.params == {"k": "5"} and run.data.metrics == {"rmse": 1.25}
+    assert run.data.tags["mlflow.parentRunId"]  # nested under the Dagster run's MLflow run
+    (run_dir,) = tmp_path.glob("wandb/offline-run-*")
+    assert len(list(run_dir.glob("files/media/images/k_plot_*.png"))) == 1
+    assert list(run_dir.glob("files/media/table/k_evidence_*.table.json"))

@@ -6,7 +6,6 @@ a missing bucket, missing credentials, an unreachable server (after bounded retr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -41,10 +40,9 @@ def gcs_resource(project: str | None = None):
     (a local GCS server needs none). Imports dagster_gcp, so only GCS code paths call it."""
     from dagster_gcp import GCSResource
 
-    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
-    if project is None and os.environ.get("STORAGE_EMULATOR_HOST"):
-        project = "local"
-    return GCSResource(project=project)
+    from housing_assets import settings
+
+    return GCSResource(project=project or settings.load().gcp_project)
 
 
 def storage_client(gcs=None):
@@ -79,19 +77,25 @@ def call(what: str, where: str, fn: Callable[[], T], deadline_s: float) -> T:
     except (DefaultCredentialsError, RefreshError) as exc:
         raise GCSError(f"{where}: no usable Google Cloud credentials: {CREDENTIALS_HINT}") from exc
     except (gexc.RetryError, gexc.GoogleAPICallError, OSError) as exc:
-        endpoint = os.environ.get("STORAGE_EMULATOR_HOST", "storage.googleapis.com")
+        endpoint = _endpoint()
         raise GCSError(
             f"{where}: {what} failed after retrying for up to {deadline_s:g} s "
             f"(server {endpoint}): {exc}"
         ) from exc
     except Exception as exc:  # requests' connection errors and timeouts
         if type(exc).__module__.startswith(("requests", "urllib3", "google")):
-            endpoint = os.environ.get("STORAGE_EMULATOR_HOST", "storage.googleapis.com")
+            endpoint = _endpoint()
             raise GCSError(
                 f"{where}: {what} failed after retrying for up to {deadline_s:g} s "
                 f"(server {endpoint} unreachable?): {exc}"
             ) from exc
         raise
+
+
+def _endpoint() -> str:
+    from housing_assets import settings
+
+    return settings.load().storage_emulator_host or "storage.googleapis.com"
 
 
 def ensure_bucket(client, bucket_name: str, deadline_s: float) -> None:

@@ -25,10 +25,9 @@ SQLITE_PREFIX = "sqlite:///"
 
 def cache_folder() -> Path:
     """``$HOUSING_CACHE_DIR``, else ``$XDG_CACHE_HOME/housing_assets``, else ``~/.cache/...``."""
-    if folder := os.environ.get("HOUSING_CACHE_DIR"):
-        return Path(folder)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "housing_assets"
+    from housing_assets import settings
+
+    return settings.load().cache_dir
 
 
 def create_from_schema_cache(tracking_uri: str) -> bool:

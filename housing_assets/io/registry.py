@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.metadata
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 import housing_assets
+from housing_assets.datasets import HousingSplit, RegisteredModel, TunedParams
 from housing_assets.io.redaction import redact_url
+from housing_assets.ml.metrics import regression_metrics
+from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
+from housing_assets.steps.final_model import FittedModel, RegistrationSettings
 
 MODEL_NAME = "housing_price_model"
 CHAMPION = "champion"
@@ -253,3 +259,89 @@ class ModelRegistry:
                 self.client.set_model_version_tag(self.name, version, "previous_champion", previous)
             self.client.set_registered_model_alias(self.name, CHAMPION, version)
         return list(self.client.get_model_version(self.name, version).aliases)
+
+
+@dataclass
+class Registration:
+    """What publishing a fitted model did: the new version, and the gate's decision."""
+
+    model: RegisteredModel
+    fitted: FittedModel
+    promoted: bool
+    reason: str
+    description: str
+
+
+def publish_model(
+    registry: ModelRegistry,
+    split: HousingSplit,
+    tuned: TunedParams,
+    fitted: FittedModel,
+    settings: RegistrationSettings,
+    dagster_run_id: str,
+) -> Registration:
+    """Log and register ``fitted`` (inside the caller's active MLflow run) with its description,
+    tags, metrics and config, then apply the promotion gate: the challenger against the current
+    champion on the same test rows; ``champion`` moves when it is at least as good."""
+    metrics, source = fitted.test_metrics, split.source
+    description = model_description(
+        tuned.family,
+        tuned.params,
+        tuned.cv_metrics,
+        metrics,
+        str(split.spec),
+        source.url,
+        source.sha256,
+        dagster_run_id,
+    )
+    model_config = {
+        "family": tuned.family,
+        "params": tuned.params,
+        "feature_spec": vars(split.spec),
+        "tuning_metric": tuned.metric,
+        "features": FEATURE_COLUMNS,
+        "target": TARGET,
+        "target_transform": "log",
+        "seeds": list(fitted.seeds),
+        "data": source.as_dict(),
+    }
+    version, mlflow_run_id = registry.log_and_register(
+        fitted.pipeline,
+        input_example(split.train[FEATURE_COLUMNS]),
+        description,
+        model_tags(tuned.family, metrics, source.sha256, dagster_run_id),
+        {f"param_{k}": v for k, v in tuned.params.items()},
+        {
+            **{f"test_{k}": v for k, v in metrics.items()},
+            **{f"cv_{k}": v for k, v in tuned.cv_metrics.items()},
+        },
+        {
+            "model_config.yaml": yaml.safe_dump(model_config, sort_keys=False),
+            "feature_importances.csv": fitted.importances.to_csv(index=False),
+        },
+    )
+    previous = registry.champion_version()
+    champion_metrics = None
+    if previous:
+        champion = registry.load(previous)
+        champion_metrics = regression_metrics(
+            split.test[TARGET], champion.predict(split.test[FEATURE_COLUMNS])
+        )
+    promote, reason = promotion_decision(
+        metrics, champion_metrics, settings.wmape_tolerance_pp, settings.rmse_tolerance
+    )
+    if settings.force_promote and not promote:
+        promote, reason = True, f"forced by configuration ({reason})"
+    aliases = registry.record_decision(version, promote, reason, previous)
+    model = RegisteredModel(
+        name=registry.name,
+        version=version,
+        model_uri=f"models:/{registry.name}/{version}",
+        run_id=mlflow_run_id,
+        family=tuned.family,
+        params=tuned.params,
+        test_metrics=metrics,
+        cv_metrics=tuned.cv_metrics,
+        aliases=aliases,
+    )
+    return Registration(model, fitted, promote, reason, description)

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from dagster import ConfigurableResource
 
-from housing_assets.io.landing import Landing, open_landing
-from housing_assets.io.source import fetch
-from housing_assets.steps.raw import RawHousing, assemble_raw
+from housing_assets.io.landing import Batch, Landing, open_landing
+from housing_assets.io.source import FetchedSource, fetch
 
 
 class HousingSource(ConfigurableResource):
@@ -26,8 +25,9 @@ class HousingSource(ConfigurableResource):
             raise ValueError("no landing zone configured (HOUSING_LANDING_URL)")
         return open_landing(self.landing_url, self.gcs, self.landing_settle_s)
 
-    def load(self) -> RawHousing:
-        """Read the base dataset and every accepted batch, then assemble them (pure step)."""
+    def fetch(self) -> tuple[FetchedSource, list[Batch]]:
+        """The base dataset's bytes and every accepted batch's (``steps.assemble_raw`` makes
+        rows of them)."""
         base = fetch(self.url, retries=self.retries, timeout_s=self.timeout_s, gcs=self.gcs)
-        batches = self.landing().accepted() if self.landing_url else []
-        return assemble_raw(base, list(batches))
+        batches = list(self.landing().accepted()) if self.landing_url else []
+        return base, batches

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
-import inspect
 import io
 import os
 import queue
@@ -18,6 +18,7 @@ from dagster import ConfigurableResource, DagsterEventType, InitResourceContext
 from pydantic import PrivateAttr
 
 from housing_assets.io.mlflow_store import create_from_schema_cache
+from housing_assets.reports.evidence import Evidence, MlflowRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,7 +205,6 @@ class WandbTracking(ConfigurableResource):
         run); trial runs skip it, their group's evidence runs hold it."""
         import wandb
 
-        _cache_frozen_import_frames()
         os.makedirs(self.dir, exist_ok=True)
         return wandb.init(
             project=self.project,
@@ -281,22 +281,6 @@ class WandbTracking(ConfigurableResource):
             runs.wait()
             if own:
                 writer.close()
-
-
-def _cache_frozen_import_frames() -> None:
-    """Make W&B's first run in a process ~1 s cheaper (measured with a run's ~3,500 modules).
-
-    It imports ~80 pydantic models that read their fields' docstrings from source; before
-    Python 3.13, pydantic finds that source by walking up the import's frames and asking
-    ``inspect.getmodule`` of each. For importlib's frozen frames (``<frozen
-    importlib._bootstrap>``) inspect never caches an answer, so every such call scans all of
-    ``sys.modules`` (~7 ms each here, ~160 calls). ``inspect.modulesbyfile`` is inspect's own
-    file -> module cache; entries for the frozen files make those calls a lookup. pydantic
-    only compares the answer with the model's module, which these never are, so nothing else
-    changes. (Keys as ``inspect.getabsfile`` builds them: relative to the working directory.)"""
-    for module in ("importlib._bootstrap", "importlib._bootstrap_external"):
-        path = os.path.normcase(os.path.abspath(f"<frozen {module}>"))
-        inspect.modulesbyfile.setdefault(path, module)
 
 
 # On its first run in a process, W&B imports more of itself and builds its pydantic models
@@ -389,3 +373,128 @@ class TrialRuns:
             else:
                 self.errors.append(_failure(name, exc))
         self._futures = []
+
+
+def short_run_id(dagster_run_id: str) -> str:
+    return dagster_run_id[:8]
+
+
+def dagster_metadata(evidence: Evidence) -> dict[str, Any]:
+    """Evidence as Dagster metadata: tables as Markdown, figures inline, JSON as JSON."""
+    from dagster import MetadataValue
+
+    metadata: dict[str, Any] = dict(evidence.values)
+    metadata |= {k: MetadataValue.md(v) for k, v in evidence.markdown.items()}
+    metadata |= {k: MetadataValue.json(v) for k, v in evidence.json.items()}
+    for name, table in evidence.tables.items():
+        floatfmt = evidence.table_formats.get(name, ",.2f")
+        metadata[name] = MetadataValue.md(table.to_markdown(index=False, floatfmt=floatfmt))
+    for name, png in evidence.figures.items():
+        encoded = base64.b64encode(png).decode()
+        metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{encoded})")
+    return metadata
+
+
+class Tracking(ConfigurableResource):
+    """Writes a step's :class:`Evidence` everywhere a person looks, in one call: the asset's
+    Dagster metadata, one MLflow run (nested under the Dagster run's) and one W&B run (in the
+    Dagster run's group). Tracking errors in W&B never fail a step (see WandbTracking)."""
+
+    mlflow: MlflowTracking
+    wandb: WandbTracking
+
+    def publish(self, context, evidence: Evidence) -> None:
+        if evidence.mlflow is not None:
+            self.log_mlflow(evidence.mlflow)
+        if evidence.wandb:
+            self.wandb.log_evidence(
+                f"{evidence.kind}-{short_run_id(context.run_id)}",
+                evidence.kind,
+                evidence.config,
+                tables={**evidence.tables, **evidence.wandb_tables},
+                images=evidence.figures,
+                summary=evidence.wandb_summary(),
+                group=evidence_group(context.run_id),
+            )
+        context.add_output_metadata(dagster_metadata(evidence))
+
+    def log_mlflow(self, record: MlflowRecord) -> None:
+        with self.mlflow.start_run(record.run_name, tags=record.tags or None):
+            _log_to_active_run(record)
+
+    @contextlib.contextmanager
+    def search(self, context, family: str, config: Mapping[str, Any]) -> Iterator[SearchLog]:
+        """The tracking of one hyper-parameter search: a W&B summary run and a W&B run per
+        trial (one group), an MLflow run with a nested run per trial."""
+        study_name = f"housing-{family}-{short_run_id(context.run_id)}"
+        params = {k: v for k, v in config.items() if v is not None}
+        with (
+            self.wandb.init(
+                name=f"{study_name}-summary",
+                job_type="tuning",
+                config=dict(config),
+                group=study_name,
+            ) as wandb_run,
+            self.wandb.trial_runs(group=study_name, config={"family": family}) as trial_runs,
+            self.mlflow.start_run(f"tuned_params-{family}", tags={"family": family}),
+        ):
+            _log_to_active_run(MlflowRecord("", params=params))
+            log = SearchLog(study_name, wandb_run, trial_runs, self.mlflow)
+            yield log
+        log.trial_runs_written, log.trial_run_errors = trial_runs.written, trial_runs.errors
+
+
+def _log_to_active_run(record: MlflowRecord) -> None:
+    import mlflow
+
+    if record.params:
+        mlflow.log_params(record.params)
+    if record.metrics:
+        mlflow.log_metrics(record.metrics)
+    for artifact, text in record.texts.items():
+        mlflow.log_text(text, artifact)
+
+
+class SearchLog:
+    """Logs each finished trial (W&B and MLflow) and the search's result."""
+
+    def __init__(self, study_name: str, wandb_run, trial_runs: TrialRuns, mlflow: MlflowTracking):
+        self.study_name, self._wandb_run, self._trials, self._mlflow = (
+            study_name,
+            wandb_run,
+            trial_runs,
+            mlflow,
+        )
+        self.trial_runs_written = 0
+        self.trial_run_errors: list[str] = []
+        self.wandb_dir = getattr(wandb_run, "dir", "")
+
+    def trial_run_name(self, number: int) -> str:
+        return f"{self.study_name}-trial-{number:03d}"
+
+    def on_trial(self, trial) -> None:
+        """For ``tune_params(on_trial=...)``: one W&B run and one nested MLflow run a trial."""
+        numbers = {f"cv_{k}": v for k, v in trial.metrics.items() if not k.endswith("_std")}
+        summary = {
+            "trial": trial.number,
+            "state": trial.state,
+            "folds_run": trial.folds_run,
+            "seconds": trial.seconds,
+            **numbers,
+        }
+        self._trials.log(self.trial_run_name(trial.number), trial.params, summary)
+        with self._mlflow.start_run(f"trial-{trial.number}", tags={"state": trial.state}):
+            _log_to_active_run(
+                MlflowRecord("", trial.params, {**numbers, "folds_run": trial.folds_run})
+            )
+
+    def record(self, record: MlflowRecord, best_trial: int, trials) -> None:
+        """The search's result: into its MLflow run, and into its W&B summary run (the best
+        scores, the best trial's run, every trial as a table)."""
+        import wandb
+
+        _log_to_active_run(record)
+        self._wandb_run.summary.update(record.metrics)
+        self._wandb_run.summary["best_trial"] = self.trial_run_name(best_trial)
+        table = trials.drop(columns=["metrics"], errors="ignore").astype(str)
+        self._wandb_run.log({"trials": wandb.Table(dataframe=table)})

@@ -2,8 +2,8 @@
 
 Each step takes its inputs and a frozen settings dataclass (the only place its defaults live)
 and returns the value its asset stores. The steps know nothing of Dagster, MLflow or W&B: the
-assets convert their config to settings, call the step, record what a person wants to see and
-return; ``benchmarks/bare_pipeline.py`` calls the same seven functions in order.
+assets convert their config to settings, call the step, hand its evidence (housing_assets.reports)
+to the tracking resource and return; ``benchmarks/bare_pipeline.py`` calls the same seven functions in order.
 
     raw = assemble_raw(base, batches)                      # raw_housing
     imputed = impute(raw.frame, ImputationSettings())      # imputed_housing
@@ -11,17 +11,11 @@ return; ``benchmarks/bare_pipeline.py`` calls the same seven functions in order.
     split = split_hold_out(raw.frame, geo)                 # train_test_split
     comparison = compare_models(split, ComparisonSettings())  # model_comparison
     tuned = tune_params(split, comparison, TuningSettings())  # tuned_params
-    registration = register(split, tuned, RegistrationSettings(), registry, run_id)  # registered_model
+    fitted = fit_final_model(split, tuned, seeds=3)         # registered_model (then published)
 """
 
 from housing_assets.steps.comparison import ComparisonSettings, compare_models
-from housing_assets.steps.final_model import (
-    FittedModel,
-    Registration,
-    RegistrationSettings,
-    fit_final_model,
-    register,
-)
+from housing_assets.steps.final_model import FittedModel, RegistrationSettings, fit_final_model
 from housing_assets.steps.geo import GeoSettings, add_geo_clusters
 from housing_assets.steps.imputation import ImputationSettings, impute
 from housing_assets.steps.raw import RawHousing, assemble_raw
@@ -34,7 +28,6 @@ __all__ = [
     "GeoSettings",
     "ImputationSettings",
     "RawHousing",
-    "Registration",
     "RegistrationSettings",
     "TuningSettings",
     "add_geo_clusters",
@@ -42,7 +35,6 @@ __all__ = [
     "compare_models",
     "fit_final_model",
     "impute",
-    "register",
     "split_hold_out",
     "tune_params",
 ]

@@ -1,5 +1,5 @@
-"""registered_model: fit the tuned family on every training row, report on the test rows once,
-register the result and promote it when it is at least as good as the champion."""
+"""registered_model: fit the tuned family on every training row and score it once on the test
+rows (publishing it to the registry is ``housing_assets.io.registry``'s)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from housing_assets.datasets import HousingSplit, RegisteredModel, TunedParams
-from housing_assets.io.registry import (
-    ModelRegistry,
-    input_example,
-    model_description,
-    model_tags,
-    promotion_decision,
-)
+from housing_assets.datasets import HousingSplit, TunedParams
 from housing_assets.ml.metrics import regression_metrics
 from housing_assets.ml.models import FAMILIES
 from housing_assets.ml.pipeline import (
@@ -64,15 +56,6 @@ class FittedModel:
     seconds: float  # fitting and scoring, without the registry
 
 
-@dataclass
-class Registration:
-    model: RegisteredModel
-    fitted: FittedModel
-    promoted: bool
-    reason: str
-    description: str
-
-
 def fit_final_model(
     split: HousingSplit, tuned: TunedParams, *, threads: int, seeds: int
 ) -> FittedModel:
@@ -94,79 +77,3 @@ def fit_final_model(
         seeds=fit_seeds,
         seconds=time.perf_counter() - start,
     )
-
-
-def register(
-    split: HousingSplit,
-    tuned: TunedParams,
-    settings: RegistrationSettings,
-    registry: ModelRegistry,
-    dagster_run_id: str,
-    *,
-    threads: int,
-) -> Registration:
-    """Fit, register (inside the caller's active MLflow run) and apply the promotion gate: the
-    challenger is compared with the current champion on the same test rows."""
-    fitted = fit_final_model(split, tuned, threads=threads, seeds=settings.seeds)
-    metrics, source = fitted.test_metrics, split.source
-    description = model_description(
-        tuned.family,
-        tuned.params,
-        tuned.cv_metrics,
-        metrics,
-        str(split.spec),
-        source.url,
-        source.sha256,
-        dagster_run_id,
-    )
-    model_config = {
-        "family": tuned.family,
-        "params": tuned.params,
-        "feature_spec": vars(split.spec),
-        "tuning_metric": tuned.metric,
-        "features": FEATURE_COLUMNS,
-        "target": TARGET,
-        "target_transform": "log",
-        "seeds": list(fitted.seeds),
-        "data": source.as_dict(),
-    }
-    version, mlflow_run_id = registry.log_and_register(
-        fitted.pipeline,
-        input_example(split.train[FEATURE_COLUMNS]),
-        description,
-        model_tags(tuned.family, metrics, source.sha256, dagster_run_id),
-        {f"param_{k}": v for k, v in tuned.params.items()},
-        {
-            **{f"test_{k}": v for k, v in metrics.items()},
-            **{f"cv_{k}": v for k, v in tuned.cv_metrics.items()},
-        },
-        {
-            "model_config.yaml": yaml.safe_dump(model_config, sort_keys=False),
-            "feature_importances.csv": fitted.importances.to_csv(index=False),
-        },
-    )
-    previous = registry.champion_version()
-    champion_metrics = None
-    if previous:
-        champion = registry.load(previous)
-        champion_metrics = regression_metrics(
-            split.test[TARGET], champion.predict(split.test[FEATURE_COLUMNS])
-        )
-    promote, reason = promotion_decision(
-        metrics, champion_metrics, settings.wmape_tolerance_pp, settings.rmse_tolerance
-    )
-    if settings.force_promote and not promote:
-        promote, reason = True, f"forced by configuration ({reason})"
-    aliases = registry.record_decision(version, promote, reason, previous)
-    model = RegisteredModel(
-        name=registry.name,
-        version=version,
-        model_uri=f"models:/{registry.name}/{version}",
-        run_id=mlflow_run_id,
-        family=tuned.family,
-        params=tuned.params,
-        test_metrics=metrics,
-        cv_metrics=tuned.cv_metrics,
-        aliases=aliases,
-    )
-    return Registration(model, fitted, promote, reason, description)
