@@ -68,11 +68,10 @@ def test_two_tuning_workers_on_postgres_and_a_dagster_postgres_instance(isolated
         home.mkdir()
         (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
         # A password the server ignores (trust authentication) but which must not be recorded:
-        # the run config names the variable, the workers read it from their environment.
+        # the deployment's `optuna` resource reads it from the environment, the workers too.
         user, address = server.split("@")
         storage = f"postgresql+psycopg2://{user}:{PASSWORD}@{address}/optuna"
         tuning = {"n_trials": 8, "cv_folds": 2, "n_workers": 2}
-        tuning["storage"] = {"env": "HOUSING_OPTUNA_STORAGE"}
         config = {"ops": {**SMOKE_RUN_CONFIG["ops"], "tuned_params": {"config": tuning}}}
         (tmp_path / "tuning.yaml").write_text(yaml.safe_dump(config))
 
@@ -80,7 +79,7 @@ def test_two_tuning_workers_on_postgres_and_a_dagster_postgres_instance(isolated
         with _command_lines_watched() as command_lines:
             result = materialize_cli("*", env, config=str(tmp_path / "tuning.yaml"))
         assert result.returncode == 0, result.stderr[-3000:]
-        assert any("housing_assets.ml.tuning" in c for c in command_lines)  # workers were seen
+        assert any("housing_assets.io.tuning_workers" in c for c in command_lines)  # workers were seen
         assert not [c for c in command_lines if PASSWORD in c]
         assert PASSWORD not in result.stdout + result.stderr
 

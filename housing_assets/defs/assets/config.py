@@ -17,16 +17,19 @@ class StepConfig(Config):
         settings_type = type(self).__settings_type__
         values = self.model_dump()
         for field in dataclasses.fields(settings_type):  # lists back to the settings' tuples
-            if isinstance(values[field.name], list):
+            if isinstance(values.get(field.name), list):
                 values[field.name] = tuple(values[field.name])
         return settings_type(**values)
 
 
-def config_for(settings_type: type) -> type[StepConfig]:
-    """A Dagster ``Config`` with the fields, types and defaults of ``settings_type``."""
+def config_for(settings_type: type, exclude: tuple[str, ...] = ()) -> type[StepConfig]:
+    """A Dagster ``Config`` with the fields, types and defaults of ``settings_type`` (but
+    ``exclude``: settings the deployment, not a run, decides)."""
     hints = typing.get_type_hints(settings_type)
     fields = {}
     for field in dataclasses.fields(settings_type):
+        if field.name in exclude:
+            continue
         annotation, default = hints[field.name], field.default
         if typing.get_origin(annotation) is tuple:  # Dagster config knows lists, not tuples
             annotation, default = list[typing.get_args(annotation)[0]], list(default)

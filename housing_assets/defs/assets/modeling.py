@@ -14,7 +14,9 @@ from housing_assets.resources import Compute, OptunaStorage, Tracking
 from housing_assets.steps import ComparisonSettings, TuningSettings, compare_models, tune_params
 
 ComparisonConfig = config_for(ComparisonSettings)
-TuningConfig = config_for(TuningSettings)
+# Where trials meet is the deployment's (the `optuna` resource): a run config cannot send the
+# study, and the credentials in its URL, elsewhere.
+TuningConfig = config_for(TuningSettings, exclude=("storage",))
 
 
 @asset(group_name="modeling", compute_kind="scikit-learn")
@@ -44,7 +46,7 @@ def tuned_params(
 ) -> TunedParams:
     """Bayesian search (Optuna TPE, Hyperband pruning across folds) of the winning family's
     hyper-parameters by cross-validation on training rows; every trial goes to W&B and MLflow."""
-    storage = config.storage or optuna.for_workers(config.n_workers)
+    storage = optuna.for_workers(config.n_workers)
     settings = replace(config.to_settings(), storage=storage)
     shown_storage = redact_url(storage) if storage else None
     family = model_comparison.winner
