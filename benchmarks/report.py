@@ -317,6 +317,30 @@ def _storage_backends_tables(report: dict) -> list[Table]:
     return [(["backend", "runs (s)", "median (s)"], rows)]
 
 
+def _sensor_tick_tables(report: dict) -> list[Table]:
+    full = str(report["batches"])
+    rows = [
+        ["accepted batches in the full zone; rows a batch", f"{full}; {report['rows_per_batch']}"],
+        ["filling it: all ticks (s)", f"{report['fill_s']:.1f}"],
+        [
+            "first tick of the empty zone, indexing the base dataset (s)",
+            f"{report['first_tick_s']:.3f}",
+        ],
+        [
+            f"median tick, 0 accepted batches (s; {report['repeats']} ticks)",
+            f"{report['median_tick_s']['0']:.3f}",
+        ],
+        [f"median tick, {full} accepted batches (s)", f"{report['median_tick_s'][full]:.3f}"],
+        [f"**{full} ÷ 0 accepted batches**", f"**{report['ratio_after_vs_before']:.2f}**"],
+        ["row-key index on disk (bytes)", f"{report['index_bytes']:,}"],
+        [
+            "parsing the base dataset, before / after (s)",
+            f"{report['calibration_before_s']:.3f} / {report['calibration_after_s']:.3f}",
+        ],
+    ]
+    return [(["quantity", "value"], rows)]
+
+
 @dataclass(frozen=True)
 class Benchmark:
     title: str
@@ -375,6 +399,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         "The smoke job by `dagster job execute`, alternately on local disk and on a bucket of a "
         "local GCS server, each in a fresh Dagster home.",
         _storage_backends_tables,
+    ),
+    "sensor_tick": Benchmark(
+        "One tick of the retraining sensor as accepted data grows",
+        "python -m benchmarks.sensor_tick",
+        "The sensor's evaluation with one new batch file, in a landing zone with no accepted "
+        "batch and in one with many, measured in alternation; real Dagster instance and "
+        "resources, the real dataset.",
+        _sensor_tick_tables,
     ),
 }
 
