@@ -85,7 +85,8 @@ def render(results: dict[str, dict]) -> str:
         "The latest result of each benchmark script in `benchmarks/`, run from the repository "
         "root as `.venv/bin/python -m benchmarks.<name>`. Each script saves its result in "
         "`benchmarks/results/<name>.json` and renders this page again; earlier results are in "
-        "the git history of those files.",
+        "the git history of those files. What each script measures and how to run it: "
+        "[benchmarks.md](benchmarks.md).",
         "",
         "Times depend on the machine and on whatever runs beside the benchmark (2 cores here). "
         "Each result carries a calibration measured in the same run: a 20 M-iteration Python "
