@@ -7,6 +7,16 @@ moved it, the new version is loaded beside the old one and swapped in between re
 server keeps answering throughout. If the new version cannot be loaded, the old one keeps
 serving. Each response names the version that computed it (header ``x-model-version``).
 
+A version is loaded only from files fetched into a private folder and found to match the digest
+recorded on the version (tag ``model_sha256``, see :mod:`housing_assets.io.integrity`), before
+anything in them is unpickled. At start a mismatch (or a version without the tag, unless
+``--allow-missing-digest``) stops the server; later, the version already served stays.
+
+Requests are read here, not by MLflow: JSON bodies in any of MLflow's four formats and CSV get
+the training data's row rules, and MLflow's app is handed the rows as checked (one canonical
+``dataframe_split`` body). Malformed bodies get 400 and one log line; Parquet and other
+content types 415.
+
 ``/status`` answers for the server itself (JSON: model, alias, served version, state): 200 while
 the registry answers, 503 when its last lookup failed. With ``--wait`` (deployments) the server
 also starts before the alias exists: until the first pipeline run registers a champion, model
