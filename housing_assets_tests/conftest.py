@@ -136,6 +136,10 @@ def registry(tmp_path, monkeypatch):
                 serialization_format="cloudpickle",
             )
     client = MlflowClient(uri, uri)
+    from housing_assets.io.integrity import record_model_digest
+
+    for version in ("1", "2", "3"):  # as registration records them
+        record_model_digest(client, "housing_price_model", version)
     client.set_registered_model_alias("housing_price_model", "champion", "3")
     client.set_model_version_tag("housing_price_model", "3", "previous_champion", "2")
     yield client, X

@@ -56,7 +56,9 @@ def test_batch_drift_warns_on_a_shifted_batch_only(raw_frame):
 def _geo(k: int, clusters: list[int]) -> GeoFeatures:
     frame = pd.DataFrame({"geo_cluster": clusters})
     evidence = pd.DataFrame({"k": [3, 5]})
-    return GeoFeatures(frame=frame, k_evidence=evidence, spec=FeatureSpec("median", n_clusters=k))
+    return GeoFeatures(
+        frame=frame, k_evidence=evidence, spec=FeatureSpec("median", n_clusters=k, random_state=0)
+    )
 
 
 def test_geo_clusters_must_be_more_than_two_all_used_and_a_candidate():
@@ -71,7 +73,7 @@ def contract_split(raw_frame):
     geo = GeoFeatures(
         frame=raw.assign(geo_cluster=0, geo_cluster_similarity=1.0),
         k_evidence=pd.DataFrame({"k": [5]}),
-        spec=FeatureSpec("median", n_clusters=5),
+        spec=FeatureSpec("median", n_clusters=5, random_state=0),
     )
     return split_hold_out(raw, geo)
 
@@ -127,6 +129,8 @@ def _check_through_the_resource(check, client, X, elsewhere: str) -> None:
     import mlflow
     from sklearn.dummy import DummyRegressor
 
+    from housing_assets.io.integrity import record_model_digest
+
     mlflow.set_tracking_uri(elsewhere)
     mlflow.set_registry_uri(elsewhere)
     result = check()
@@ -144,6 +148,7 @@ def _check_through_the_resource(check, client, X, elsewhere: str) -> None:
             serialization_format="cloudpickle",
         )
     version = str(info.registered_model_version)
+    record_model_digest(client, "housing_price_model", version)
     client.set_registered_model_alias("housing_price_model", "champion", version)
     mlflow.set_tracking_uri(elsewhere)
     mlflow.set_registry_uri(elsewhere)

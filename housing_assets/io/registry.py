@@ -11,6 +11,11 @@ import yaml
 
 import housing_assets
 from housing_assets.datasets import HousingSplit, RegisteredModel, TunedParams
+from housing_assets.io.integrity import (
+    ModelIntegrityError,
+    record_model_digest,
+    verify_model_version,
+)
 from housing_assets.io.redaction import redact_url
 from housing_assets.ml.metrics import regression_metrics
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
@@ -168,6 +173,7 @@ def rollback_champion(
         raise RollbackError(f"{name} has no version {target}") from exc
     if str(target) == str(current.version):
         raise RollbackError(f"{name} v{target} is already the champion")
+    _check_files(client, name, str(target))
     now = datetime.now(UTC).isoformat(timespec="seconds")
     client.set_registered_model_alias(name, CHAMPION, str(target))
     for key, value in {
@@ -180,6 +186,17 @@ def rollback_champion(
     for key, value in {"demoted_at": now, "demoted_by": who, "demotion_reason": reason}.items():
         client.set_model_version_tag(name, str(current.version), key, value)
     return str(current.version), str(target)
+
+
+def _check_files(client, name: str, version: str) -> None:
+    """Refuse to serve a version whose files no longer match their recorded digest."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        try:
+            verify_model_version(client, name, version, tmp)
+        except ModelIntegrityError as exc:
+            raise RollbackError(f"{exc}; the champion stays where it is") from exc
 
 
 class ModelRegistry:
@@ -224,6 +241,7 @@ class ModelRegistry:
             registered_model_name=self.name,
         )
         version = str(info.registered_model_version)
+        record_model_digest(self.client, self.name, version)  # before any alias can name it
         self.client.update_model_version(self.name, version, description=description)
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, value)
@@ -239,13 +257,16 @@ class ModelRegistry:
             return None
 
     def load(self, version: str):
-        """A version as an MLflow pyfunc model, fetched through this client's stores."""
-        import mlflow
-        from mlflow.artifacts import download_artifacts
+        """A version as an MLflow pyfunc model, fetched through this client's stores; its files
+        are checked against the digest recorded at registration before anything is unpickled
+        (:class:`~housing_assets.io.integrity.ModelIntegrityError` on a mismatch)."""
+        import tempfile
 
-        where = self.client.get_model_version_download_uri(self.name, version)
-        local = download_artifacts(artifact_uri=where, tracking_uri=self.client.tracking_uri)
-        return mlflow.pyfunc.load_model(local)
+        import mlflow
+
+        with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+            local = verify_model_version(self.client, self.name, version, tmp)
+            return mlflow.pyfunc.load_model(str(local))
 
     def record_decision(
         self, version: str, promote: bool, reason: str, previous: str | None
