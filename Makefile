@@ -49,7 +49,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check housing_assets housing_assets_tests benchmarks
+	$(BIN)/ruff check housing_assets housing_assets_testkit housing_assets_tests benchmarks
 
 clean:
 	rm -rf $(VENV) .dagster_home data wandb

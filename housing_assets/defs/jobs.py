@@ -30,7 +30,7 @@ RETRAIN_ASSETS = (
 )
 retrain_job = define_asset_job(
     "retrain_job",
-    selection=AssetSelection.keys(*RETRAIN_ASSETS),
+    selection=AssetSelection.assets(*RETRAIN_ASSETS),
     description="Started by new_batch_sensor: refits raw_housing (base + accepted batches), the "
     "features, the split and the registered model with the stored choices and tuned "
     "hyper-parameters; no comparison, no search.",
@@ -38,7 +38,7 @@ retrain_job = define_asset_job(
 
 retune_smoke_job = define_asset_job(
     "retune_smoke_job",
-    selection=AssetSelection.keys("tuned_params").downstream(),
+    selection=AssetSelection.assets("tuned_params").downstream(),
     config={"ops": {k: v for k, v in SMOKE_RUN_CONFIG["ops"].items() if k == "tuned_params"}},
     description="tuned_params+ with the quick configuration: a fast retune and re-register "
     "from already materialized upstream assets.",

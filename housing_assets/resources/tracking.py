@@ -89,12 +89,12 @@ class MlflowTracking(ConfigurableResource):
 
         self._configure()  # the experiment exists, with its artifact location, before MlFlow
         context = self._init_context
-        run = context.dagster_run
+        run = context.run
         name = parent_run_name(run.job_name, run.asset_selection) if run else "dagster run"
         self._parent = MlFlow(
             SimpleNamespace(  # the parts of an init context that MlFlow reads
                 log=context.log,
-                run_id=context.run_id,
+                run_id=run.run_id if run else None,
                 dagster_run=SimpleNamespace(job_name=name),
                 resource_config={
                     "experiment_name": self.experiment_name,
@@ -108,9 +108,9 @@ class MlflowTracking(ConfigurableResource):
     def _end_parent_run(self, context: InitResourceContext, failed: bool) -> None:
         import mlflow
 
-        if context.instance is not None and context.run_id:
+        if context.instance is not None and context.run is not None:
             failures = context.instance.all_logs(
-                context.run_id, of_type=DagsterEventType.STEP_FAILURE
+                context.run.run_id, of_type=DagsterEventType.STEP_FAILURE
             )
             failed = failed or bool(failures)
         while (active := mlflow.active_run()) and active.info.run_id != self._parent_run_id:
