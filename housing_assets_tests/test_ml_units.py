@@ -546,11 +546,10 @@ def test_a_pinned_k_is_taken_without_cross_validation(synthetic_housing, monkeyp
     shape = ["inertia", "silhouette_sampled"]
     assert pinned[shape].iloc[0].tolist() == grid.loc[grid["k"] == 8, shape].iloc[0].tolist()
     # What the asset tells the user, read from the same table.
-    from housing_assets.defs.assets.preparation import why_k
-    from housing_assets.steps import GeoSettings
+    from housing_assets.reports.steps import why_k
 
-    assert "no cross-validation ran" in why_k(8, pinned, GeoSettings(k_grid=(8,)))
-    assert "within one standard error" in why_k(4, grid, GeoSettings(k_grid=(4, 8)))
+    assert "no cross-validation ran" in why_k(8, pinned, "wmape", (8,))
+    assert "within one standard error" in why_k(4, grid, "wmape", (4, 8))
 
 
 def test_unknown_names_fail_clearly():
@@ -582,11 +581,11 @@ def test_two_worker_processes_share_one_study(synthetic_housing, tmp_path, monke
 
     from housing_assets.io import tuning_workers
 
-    started = []
+    started, start = [], subprocess.Popen
 
     def popen(command, **kwargs):
         started.append((command, kwargs["env"]))
-        return subprocess.Popen(command, **kwargs)
+        return start(command, **kwargs)
 
     monkeypatch.setattr(tuning_workers.subprocess, "Popen", popen)
     cache = synthetic_folds(synthetic_housing, n_folds=2)
