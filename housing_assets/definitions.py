@@ -16,16 +16,20 @@ from housing_assets.defs.jobs import (
     retune_smoke_job,
 )
 from housing_assets.defs.schedules import weekly_retune
-from housing_assets.defs.sensors import new_batch_sensor, retune_sensor
+from housing_assets.defs.sensors import new_batch_sensor_every, retune_sensor
 from housing_assets.resources import build_resources
+from housing_assets.settings import load
 
+# The environment is read here, once, when the code location loads: a bad setting fails the
+# load with a message naming the variable.
+settings = load()
 defs = Definitions(
     assets=PIPELINE_ASSETS,
     asset_checks=PIPELINE_CHECKS,
     jobs=[housing_pipeline_job, housing_smoke_job, retrain_job, retune_smoke_job],
-    sensors=[new_batch_sensor, retune_sensor],
+    sensors=[new_batch_sensor_every(settings.sensor_interval_s), retune_sensor],
     schedules=[weekly_retune],
-    resources=build_resources(),
+    resources=build_resources(settings),
     # The graph is a chain: a process per step would only add ~3-4 s of imports per step.
     # Parallelism lives inside the steps (n_jobs).
     executor=in_process_executor,

@@ -54,6 +54,9 @@ class Settings:
     threads: int
     sensor_interval_s: int
     retrain_config: str | None  # a YAML run-config file for sensor-triggered runs
+    batch_max_mb: float  # a landing batch's size once decompressed (1 MB = 10**6 bytes)
+    batch_max_rows: int  # a landing batch's data rows
+    dagster_home: str | None  # Dagster's own instance folder (DAGSTER_HOME)
     cache_dir: Path  # the empty MLflow schema cache (io/mlflow_store.py)
     storage_emulator_host: str | None  # a local GCS server (google-cloud-storage reads it too)
 
@@ -108,23 +111,26 @@ class Settings:
             optuna_storage=get("HOUSING_OPTUNA_STORAGE"),
             wandb_mode=get("WANDB_MODE") or ("online" if get("WANDB_API_KEY") else "offline"),
             threads=_number(env, "HOUSING_THREADS", 0, int) or _usable_cores(),
-            sensor_interval_s=_number(env, "HOUSING_SENSOR_INTERVAL_S", 30, int),
+            sensor_interval_s=_number(env, "HOUSING_SENSOR_INTERVAL_S", 30, int, positive=True),
             retrain_config=get("HOUSING_RETRAIN_CONFIG"),
+            batch_max_mb=_number(env, "HOUSING_BATCH_MAX_MB", 50.0, float, positive=True),
+            batch_max_rows=_number(env, "HOUSING_BATCH_MAX_ROWS", 100_000, int, positive=True),
             cache_dir=cache_dir if cache else cache_dir / "housing_assets",
             storage_emulator_host=get("STORAGE_EMULATOR_HOST"),
+            dagster_home=get("DAGSTER_HOME"),
         )
 
 
-def _number(env: Mapping[str, str], name: str, default, kind):
+def _number(env: Mapping[str, str], name: str, default, kind, positive: bool = False):
     text = env.get(name)
     if not text:
         return default
     try:
         value = kind(text)
     except ValueError:
-        raise SettingsError(f"{name}={text!r} is not a {kind.__name__}") from None
-    if value < 0:
-        raise SettingsError(f"{name}={text!r} must not be negative")
+        raise SettingsError(f"{name}={text!r} is not a number ({kind.__name__})") from None
+    if value < 0 or (positive and value == 0):
+        raise SettingsError(f"{name}={text!r} must be {'positive' if positive else '0 or more'}")
     return value
 
 

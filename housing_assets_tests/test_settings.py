@@ -81,16 +81,32 @@ def test_a_bad_setting_fails_the_code_location_at_load(tmp_path):
     assert "HOUSING_DEPLOYMENT='staging' is not a deployment" in loaded.stderr
 
 
+def _reads_a_variable(node: ast.AST) -> bool:
+    """``os.environ.get(...)``, ``os.getenv(...)``, ``os.environ[...]`` or ``... in os.environ``
+    (handing the environment on to a child process is not reading a setting)."""
+
+    def is_environ(expr) -> bool:
+        return isinstance(expr, ast.Attribute) and expr.attr == "environ"
+
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return (node.func.attr == "get" and is_environ(node.func.value)) or (
+            node.func.attr == "getenv"
+        )
+    if isinstance(node, ast.Subscript):
+        return is_environ(node.value) and isinstance(node.ctx, ast.Load)
+    if isinstance(node, ast.Compare):
+        return any(is_environ(c) for c in node.comparators)
+    return False
+
+
 def test_only_the_settings_module_and_resources_read_the_environment():
     readers = []
     for path in PACKAGE.rglob("*.py"):
         relative = path.relative_to(PACKAGE).as_posix()
         if relative == "settings.py" or relative.startswith("resources/"):
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            reads = isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")
-            if reads and getattr(node.value, "id", None) == "os":
-                readers.append(f"{relative}:{node.lineno}")
+        tree = ast.parse(path.read_text())
+        readers += [f"{relative}:{n.lineno}" for n in ast.walk(tree) if _reads_a_variable(n)]
     assert readers == []
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from dagster import (
     DefaultSensorStatus,
     RunRequest,
     RunStatusSensorContext,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     run_status_sensor,
@@ -58,42 +58,21 @@ from housing_assets.resources.io_managers import (
     DatasetIOManager,
 )
 from housing_assets.resources.source import HousingSource
+from housing_assets.settings import Settings
+from housing_assets.settings import load as load_settings
 
 CURSOR_MEMORY = 5000  # sha256s of processed batches kept in the cursor
-DEFAULT_BATCH_MAX_MB = 50.0  # a batch's size once decompressed, in MB (10**6 bytes)
-DEFAULT_BATCH_MAX_ROWS = 100_000  # a batch's data rows
+DEFAULT_INTERVAL_S = 30
 MAX_LOGGED_CHARS = 500  # an error message as a log line shows it
-
-
-def _interval_s() -> int:
-    """Dagster's minimum interval for a tick every HOUSING_SENSOR_INTERVAL_S (default 30) s.
-
-    The daemon looks at sensors in a 5 s loop and skips a sensor whose last tick began even a
-    moment less than its minimum interval ago: asking for exactly 5 ticked every 10 s (measured).
-    One second of slack keeps the cadence asked for."""
-    return max(1, int(os.environ.get("HOUSING_SENSOR_INTERVAL_S", "30")) - 1)
 
 
 def batch_limits(environ: Mapping[str, str] | None = None) -> ParseLimits:
     """What one landing batch may cost: ``HOUSING_BATCH_MAX_MB`` of data once decompressed
     (default 50) and ``HOUSING_BATCH_MAX_ROWS`` data rows (default 100,000). A batch over
     either is quarantined with the reason, having been inflated or read only up to the limit."""
-    env = os.environ if environ is None else environ
-
-    def number(name: str, default: float, kind: type) -> float:
-        text = env.get(name) or ""
-        try:
-            value = kind(text) if text else default
-        except ValueError:
-            raise ValueError(f"{name}={text!r} is not a number") from None
-        if value <= 0:
-            raise ValueError(f"{name}={text!r} must be positive")
-        return value
-
-    max_mb = number("HOUSING_BATCH_MAX_MB", DEFAULT_BATCH_MAX_MB, float)
+    settings = Settings.from_env(environ)
     return ParseLimits(
-        max_bytes=int(max_mb * 1_000_000),
-        max_rows=int(number("HOUSING_BATCH_MAX_ROWS", DEFAULT_BATCH_MAX_ROWS, int)),
+        max_bytes=int(settings.batch_max_mb * 1_000_000), max_rows=settings.batch_max_rows
     )
 
 
@@ -196,7 +175,7 @@ def known_row_keys(
 def retrain_run_config() -> dict:
     """Run config for sensor-triggered runs: HOUSING_RETRAIN_CONFIG names a YAML file (for
     example configs/smoke.yaml); unset means the defaults."""
-    path = os.environ.get("HOUSING_RETRAIN_CONFIG")
+    path = load_settings().retrain_config
     return yaml.safe_load(Path(path).read_text()) if path else {}
 
 
@@ -334,15 +313,7 @@ class _Tick:
             self.seen.add(batch.sha256)
 
 
-@sensor(
-    jobs=[retrain_job, housing_pipeline_job],
-    minimum_interval_seconds=_interval_s(),
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Validates each new batch in the landing zone; accepted batches trigger one "
-    "retraining run (refit with the stored choices; the whole pipeline if nothing is tuned "
-    "yet), bad ones are quarantined.",
-)
-def new_batch_sensor(
+def evaluate_new_batches(
     context: SensorEvaluationContext, housing_source: HousingSource, io_manager: DatasetIOManager
 ):
     if not housing_source.landing_url:
@@ -378,6 +349,25 @@ def new_batch_sensor(
         run_config=run_config,
         tags={"housing/batches": ",".join(name for name, _ in accepted)},
     )
+
+
+def new_batch_sensor_every(interval_s: int) -> SensorDefinition:
+    """The landing-zone sensor, ticking every ``interval_s`` seconds (``HOUSING_SENSOR_INTERVAL_S``
+    in the code location). Dagster's daemon looks at sensors in a 5 s loop and skips a sensor
+    whose last tick began even a moment less than its minimum interval ago: asking for exactly
+    5 ticked every 10 s (measured), so the interval asked of Dagster is one second shorter."""
+    return sensor(
+        name="new_batch_sensor",
+        jobs=[retrain_job, housing_pipeline_job],
+        minimum_interval_seconds=max(1, interval_s - 1),
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Validates each new batch in the landing zone; accepted batches trigger one "
+        "retraining run (refit with the stored choices; the whole pipeline if nothing is tuned "
+        "yet), bad ones are quarantined.",
+    )(evaluate_new_batches)
+
+
+new_batch_sensor = new_batch_sensor_every(DEFAULT_INTERVAL_S)
 
 
 def retune_reasons(instance, run_id: str) -> list[str]:

@@ -133,7 +133,9 @@ def worker_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", type=int, default=1, help="seeds the sampler differently")
     parser.add_argument("--ready", help="file to create once the study is joined")
     args = parser.parse_args(argv)
-    storage = os.environ.get(STORAGE_ENV)
+    from housing_assets import settings
+
+    storage = settings.load().optuna_storage
     if not storage:
         parser.error(f"no storage: set {STORAGE_ENV} to the study's Optuna storage URL")
     job: SearchJob = pickle.loads(Path(args.job).read_bytes())

@@ -38,6 +38,8 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance, DefaultRunLauncher
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
+from housing_assets.settings import load as load_settings
+
 WORKER_TAG = "housing/worker"
 
 #: The attribute Dagster's log manager sets on each record it hands to its handlers.
@@ -154,7 +156,7 @@ _instances_lock = threading.Lock()
 
 def _home_instance() -> DagsterInstance:
     """The instance of ``DAGSTER_HOME``, one per process (a forked child opens its own)."""
-    home = os.environ.get("DAGSTER_HOME")
+    home = load_settings().dagster_home
     if not home:
         raise RuntimeError("DAGSTER_HOME is not set")
     key = (home, os.getpid())
