@@ -402,9 +402,7 @@ def serve_command(port: int, *extra: str) -> list[str]:
 
 
 def test_a_tampered_champion_is_refused_at_start_and_never_unpickled(registry, tmp_path):
-    client = registry[0]
-    for version in ("1", "2", "3"):
-        record_model_digest(client, NAME, version)
+    client = registry[0]  # its versions' digests are recorded, as registration does
     marker = tmp_path / "attacker-was-here"
     tampered = tamper(client, "3", marker)
 
@@ -423,9 +421,7 @@ def test_a_tampered_champion_is_refused_at_start_and_never_unpickled(registry, t
 
 
 def test_the_champion_moving_to_a_tampered_version_keeps_the_one_served(registry, tmp_path):
-    client = registry[0]
-    for version in ("1", "2", "3"):
-        record_model_digest(client, NAME, version)
+    client = registry[0]  # its versions' digests are recorded, as registration does
     marker = tmp_path / "attacker-was-here"
     tamper(client, "2", marker)
     port = free_port()
@@ -473,7 +469,15 @@ def urllib_open(url: str):
     return opened()
 
 
+def forget_digests(client, versions=("1", "2", "3")) -> None:
+    """As a version registered before digests were recorded."""
+    for version in versions:
+        for tag in (DIGEST_TAG, FILES_TAG):
+            client.delete_model_version_tag(NAME, version, tag)
+
+
 def test_a_version_without_a_digest_is_refused_unless_allowed(registry, tmp_path):
+    forget_digests(registry[0])
     started = subprocess.run(
         serve_command(free_port()), env=server_env(), capture_output=True, text=True, timeout=300
     )
@@ -513,17 +517,30 @@ def test_the_digest_api(registry, tmp_path):
     with pytest.raises(ModelIntegrityError, match=r"version 1: .*extra\.py was added"):
         verify_model_version(client, NAME, "1", tmp_path / "added")
     (store / "extra.py").unlink()
+    conda = (store / "conda.yaml").read_bytes()
     (store / "conda.yaml").unlink()
     with pytest.raises(ModelIntegrityError, match=r"conda\.yaml is missing"):
         verify_model_version(client, NAME, "1", tmp_path / "removed")
 
+    # MLflow's own registered_model_meta (added to a file store's folder when a version is
+    # loaded through models:/) is not part of the digest, and is removed before loading.
+    (store / "conda.yaml").write_text("planted: true\n")
+    with pytest.raises(ModelIntegrityError, match=r"conda\.yaml was changed"):
+        verify_model_version(client, NAME, "1", tmp_path / "changed")
+    (store / "conda.yaml").write_bytes(conda)
+    (store / "registered_model_meta").write_text("model_name: x\nmodel_version: '9'\n")
+    checked = verify_model_version(client, NAME, "1", tmp_path / "meta")
+    assert (checked / "model.pkl").exists() and not (checked / "registered_model_meta").exists()
+
     # A manifest that does not match the digest names nothing, but the check still refuses.
+    (store / "conda.yaml").unlink()
     client.set_model_version_tag(NAME, "1", FILES_TAG, json.dumps({"model.pkl": "0" * 64}))
     with pytest.raises(ModelIntegrityError, match="no usable"):
         verify_model_version(client, NAME, "1", tmp_path / "manifest")
     client.set_model_version_tag(NAME, "1", DIGEST_TAG, "not-a-digest")
     with pytest.raises(ModelIntegrityError, match="not a sha256 digest"):
         verify_model_version(client, NAME, "1", tmp_path / "malformed")
+    forget_digests(client, ["2"])
     with pytest.raises(MissingDigestError, match="has no 'model_sha256' tag"):
         verify_model_version(client, NAME, "2", tmp_path / "missing")
     assert (

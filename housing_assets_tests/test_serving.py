@@ -16,19 +16,11 @@ from dagster import DagsterInstance, materialize
 
 from housing_assets.defs.assets import PIPELINE_ASSETS
 from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
-from housing_assets.io.integrity import record_model_digest
 from housing_assets.ml.schema import FEATURE_COLUMNS
 from housing_assets.resources import build_resources
 from housing_assets_testkit import background_server, free_port
 
 MODEL_URI = "models:/housing_price_model@champion"
-
-
-def record_digests(client, versions=("1", "2", "3"), name: str = "housing_price_model") -> None:
-    """Digests of the versions' files as the store holds them now: the server loads only
-    versions whose files match theirs."""
-    for version in versions:
-        record_model_digest(client, name, version)
 
 
 def post(url: str, payload: dict) -> tuple[int, dict]:
@@ -53,15 +45,7 @@ def served_champion(isolated_env, tmp_path):
         run_config=SMOKE_RUN_CONFIG,
         instance=DagsterInstance.ephemeral(),
     )
-    assert result.success
-    from mlflow import MlflowClient
-
-    from housing_assets import settings
-
-    uri = settings.mlflow_tracking_uri()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    champion = client.get_model_version_by_alias("housing_price_model", "champion").version
-    record_digests(client, [champion])
+    assert result.success  # registration records the version's digest: the server checks it
     port = free_port()
     command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # as a user runs it
@@ -143,7 +127,6 @@ def test_housing_serve_follows_the_champion_without_a_restart(registry, tmp_path
     command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # as a user runs it
     rows = {"dataframe_records": [{"x": 1.0}]}
-    record_digests(registry[0])
     with background_server(
         [*command, "--poll-s", "0.5"], f"{base}/ping", env=env, log_path=tmp_path / "serve.log"
     ):
@@ -189,7 +172,6 @@ def test_housing_serve_waits_for_the_alias_then_serves_it(registry, tmp_path):
     command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
     command += ["--alias", "canary", "--wait", "--poll-s", "0.5"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    record_digests(registry[0])
     with background_server(command, f"{base}/status", env=env, log_path=tmp_path / "serve.log"):
         with urllib.request.urlopen(f"{base}/status", timeout=10) as response:
             status = json.loads(response.read())

@@ -2,7 +2,8 @@
 with the files fetched from the artifact store before anything in them is unpickled.
 
 The digest of a model folder is the sha256 of its manifest, one line per file in the folder (and
-its subfolders), sorted by relative path, in ``sha256sum``'s format::
+its subfolders; not ``registered_model_meta``, which MLflow adds when it loads a version), sorted
+by relative path, in ``sha256sum``'s format::
 
     <sha256 of the file>  <relative/path/with/slashes>\\n
 
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 DIGEST_TAG = "model_sha256"
 FILES_TAG = "model_files_sha256"
+# Written into the model folder by MLflow itself when a version is loaded through a models:/ URI
+# (into the store's own folder for a local file store): not part of the digest, and removed from
+# a checked folder before loading, so that a copy planted in the store has no effect either.
+ADDED_BY_MLFLOW = frozenset({"registered_model_meta"})
 _CHUNK = 1 << 20
 
 
@@ -63,7 +68,9 @@ def model_digest(local_dir: str | os.PathLike) -> dict[str, Any]:
                 )
         for name in names:
             path = Path(folder, name)
-            files[path.relative_to(root).as_posix()] = _file_sha256(path)
+            relative = path.relative_to(root).as_posix()
+            if relative not in ADDED_BY_MLFLOW:
+                files[relative] = _file_sha256(path)
     files = dict(sorted(files.items()))
     return {"sha256": manifest_sha256(files), "files": files}
 
@@ -155,6 +162,8 @@ def verify_model_version(
             f"housing_assets.io.integrity record --model {name} --version {version}`"
         )
     local = download_model_version(client, name, version, dst_dir)
+    for added in ADDED_BY_MLFLOW:
+        (local / added).unlink(missing_ok=True)
     if expected is None:
         log.warning(
             "%s version %s has no %r tag: loaded without checking its files",
