@@ -564,7 +564,7 @@ def _checked_features(
                     f"request: column '{name}' must be numeric; {len(bad)} value(s) are "
                     f"not (first at data row {bad[0]})",
                 )
-    frame = pd.DataFrame(rows, columns=columns, dtype=object)
+    frame = pd.DataFrame(rows, columns=columns)
     try:
         validate_features(frame)
     except DataValidationError as exc:
@@ -580,8 +580,12 @@ def _checked_features(
     values = {}
     for name in [c for c in schema_columns if c in position]:
         if name in NUMERIC_FEATURES:
-            numbers = pd.to_numeric(frame[name], errors="coerce").astype("float64")
-            values[name] = [None if v != v else v for v in numbers.tolist()]
+            column = [row[position[name]] for row in rows]
+            if all(v is None or type(v) in (int, float) for v in column):  # JSON numbers
+                values[name] = [None if v is None else float(v) for v in column]
+            else:  # text (CSV, or numbers sent as strings): as the checks read it
+                numbers = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+                values[name] = [None if v != v else v for v in numbers.tolist()]
         else:
             values[name] = frame[name].tolist()
     names = list(values)
