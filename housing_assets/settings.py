@@ -57,6 +57,7 @@ class Settings:
     batch_max_mb: float  # a landing batch's size once decompressed (1 MB = 10**6 bytes)
     batch_max_rows: int  # a landing batch's data rows
     dagster_home: str | None  # Dagster's own instance folder (DAGSTER_HOME)
+    serve_allow_missing_digest: bool  # housing-serve loads versions without a digest tag
     cache_dir: Path  # the empty MLflow schema cache (io/mlflow_store.py)
     storage_emulator_host: str | None  # a local GCS server (google-cloud-storage reads it too)
 
@@ -118,6 +119,8 @@ class Settings:
             cache_dir=cache_dir if cache else cache_dir / "housing_assets",
             storage_emulator_host=get("STORAGE_EMULATOR_HOST"),
             dagster_home=get("DAGSTER_HOME"),
+            serve_allow_missing_digest=(get("HOUSING_SERVE_ALLOW_MISSING_DIGEST") or "").lower()
+            in ("1", "true", "yes"),
         )
 
 

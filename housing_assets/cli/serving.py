@@ -703,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--allow-missing-digest",
         action="store_true",
-        default=os.environ.get(ALLOW_MISSING_DIGEST_ENV, "").lower() in ("1", "true", "yes"),
+        default=settings.load().serve_allow_missing_digest,
         help=f"load a version that has no {DIGEST_TAG!r} tag (registered before digests were "
         "recorded) without checking its files, with a warning; versions that have the tag are "
         f"always checked. Also {ALLOW_MISSING_DIGEST_ENV}=1. Default: refuse such a version",
