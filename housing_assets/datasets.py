@@ -81,7 +81,7 @@ class ModelComparison:
     winner_params: dict[str, Any]
     selection_metric: str
     cv_folds: int
-    seed: int | None = None  # of the folds (None: unknown, e.g. stored by an older version)
+    seed: int  # of the folds
 
 
 @dataclass

@@ -771,7 +771,7 @@ def test_tuned_params_hold_the_family_defaults_the_search_did_not_vary(synthetic
     )
     split = split_hold_out(raw, geo)
     empty = pd.DataFrame()
-    comparison = ModelComparison(empty, empty, "boosting", {"num_leaves": 15}, "wmape", 2)
+    comparison = ModelComparison(empty, empty, "boosting", {"num_leaves": 15}, "wmape", 2, 42)
     settings = TuningSettings(n_trials=2, cv_folds=2, seed=7)
     tuned = tune_params(split, comparison, settings, threads=2)
 

@@ -131,10 +131,9 @@ def test_a_batch_accepted_by_an_interrupted_tick_still_gets_its_run(
     again, _ = _evaluate(landing, cursor)
     assert isinstance(again, SkipReason)  # each batch in exactly one run
 
-    # A cursor from before this change (a plain list of sha256s) is read, and batches already
-    # in accepted/ do not trigger a run of their own.
-    legacy = json.dumps(json.loads(cursor)["processed"])
-    assert isinstance(_evaluate(landing, legacy)[0], SkipReason)
+    # A new sensor (no cursor) finds batches already in accepted/: they are part of the data and
+    # do not trigger a run of their own.
+    assert isinstance(_evaluate(landing, None)[0], SkipReason)
 
 
 def test_raw_housing_source_reads_base_plus_accepted_batches(tmp_path, housing_tgz, raw_frame):

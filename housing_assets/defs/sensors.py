@@ -93,12 +93,11 @@ class SensorCursor:
 
     @classmethod
     def load(cls, text: str | None, landing: Landing) -> SensorCursor:
-        data = json.loads(text) if text else None
-        if isinstance(data, dict):
+        if text:
+            data = json.loads(text)
             return cls(data["processed"], set(data["requested"]))
-        # A new sensor, or the cursor of an older version (a list of sha256s): batches already
-        # in accepted/ are part of the data and are not retrained for on their own.
-        return cls(data or [], set(landing.accepted_names()))
+        # A new sensor: batches already in accepted/ are part of the data, not retrained for.
+        return cls([], set(landing.accepted_names()))
 
     def dump(self) -> str:
         return json.dumps(

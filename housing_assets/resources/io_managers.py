@@ -130,17 +130,14 @@ class DatasetIOManager(ConfigurableIOManager):
 
     def _part(self, location: str, manifest: dict, name: str) -> bytes:
         """One part of the manifest's version, checked against the size and sha256 it lists."""
-        version = manifest.get("version")
-        path = f"{VERSIONS}/{version}/{name}" if version else name  # older layout: no versions
+        path = f"{VERSIONS}/{manifest['version']}/{name}"
         where = f"{location}/{path}"
         try:
             data = self._read(location, path)
         except FileNotFoundError as exc:
             raise CorruptAssetError(f"{where}: listed in the manifest but missing") from exc
-        expected = manifest["parts"].get(name)
-        if isinstance(expected, dict) and (
-            len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]
-        ):
+        expected = manifest["parts"][name]
+        if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
             raise CorruptAssetError(
                 f"{where}: {len(data):,} bytes that do not match the manifest "
                 f"({expected['bytes']:,} bytes, sha256 {expected['sha256'][:12]}…)"
