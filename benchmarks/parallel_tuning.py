@@ -33,12 +33,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from housing_assets.io.source import fetch
+    from housing_assets.io.tuning_workers import tune_in_processes
     from housing_assets.ml.cv import FoldCache
     from housing_assets.ml.parsing import parse_payload
     from housing_assets.ml.pipeline import FeatureSpec
     from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
     from housing_assets.ml.split import split_train_test
-    from housing_assets.ml.tuning import tune
     from housing_assets.steps import TuningSettings
 
     raw = parse_payload(fetch(args.source).payload, args.source)
@@ -47,7 +47,7 @@ def main() -> None:
     cache = FoldCache(
         train[FEATURE_COLUMNS],
         train[TARGET],
-        FeatureSpec("iterative", 20),
+        FeatureSpec("iterative", 20, random_state=tuning.seed),
         n_folds=tuning.cv_folds,
         random_state=tuning.seed,
     )
@@ -63,7 +63,7 @@ def main() -> None:
             result[name] = {}
             for workers, threads in runs:
                 start = time.perf_counter()
-                out = tune(
+                out = tune_in_processes(
                     cache,
                     args.family,
                     n_trials=args.trials,

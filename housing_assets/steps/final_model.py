@@ -63,7 +63,7 @@ def fit_final_model(
     of ``seeds`` fits of the tuned regressor) and scored once on the test rows."""
     start = time.perf_counter()
     family = FAMILIES[tuned.family]
-    tuned_regressor = family.build(tuned.params, threads)
+    tuned_regressor = family.build(tuned.params, threads, seed=tuned.params.get("random_state"))
     fit_seeds = final_seeds(seeds, tuned_regressor.get_params().get("random_state"))
     regressor = SeedAveragedRegressor(tuned_regressor, fit_seeds)
     pipeline = build_model_pipeline(split.spec, regressor, scale=family.scale)
