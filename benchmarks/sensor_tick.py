@@ -1,7 +1,7 @@
 """How long one tick of the retraining sensor takes with a new batch, as accepted data grows.
 
 Two landing zones side by side, each in a temporary folder with a real Dagster instance and the
-project's real resources (``housing_assets.resources.build_resources`` for this environment,
+project's real resources (``housing_assets.resources.resource_values`` for this environment,
 pointed at the temporary folder and the real dataset): zone A has no accepted batch, zone B is
 first filled with ``--batches`` batches of ``--rows`` new rows, each accepted by a real tick.
 Then both are measured in alternation (A B, B A, ...: drift on a shared machine favours neither)
@@ -40,7 +40,7 @@ DEFAULT_SOURCE = HERE.parent.parent / "shared" / "data" / "housing.tgz"
 
 @contextmanager
 def environment(**values: str):
-    """Environment variables set for the block (build_resources reads the environment)."""
+    """Environment variables set for the block (resource_values reads the environment)."""
     before = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -59,7 +59,7 @@ class Zone:
     def __init__(self, root: Path, source: Path, tuned):
         from dagster import AssetKey, DagsterInstance, build_output_context
 
-        from housing_assets.resources import build_resources
+        from housing_assets.resources import resource_values
 
         self.root = root
         self.landing = root / "landing"
@@ -73,7 +73,7 @@ class Zone:
             HOUSING_LANDING_URL=str(self.landing),
             HOUSING_LANDING_SETTLE_S="0",
         ):
-            resources = build_resources()
+            resources = resource_values()
         self.resources = {k: resources[k] for k in ("housing_source", "io_manager")}
         (root / "dagster_home").mkdir()
         self.instance = DagsterInstance.local_temp(str(root / "dagster_home"))

@@ -117,10 +117,13 @@ def test_manifest_lists_parts_with_sizes(gcs_bucket):
 
 
 def _imports_in_a_fresh_process(env: dict) -> dict:
-    """Which GCS modules loading the code location imports, and its resources' types."""
+    """Which GCS modules loading the code location imports, and its resources' types (the code
+    location holds them wrapped, fixed by the deployment; resource_values() is what it wraps)."""
     code = (
-        "import json, sys; from housing_assets.definitions import defs; "
-        "r = defs.resources; print(json.dumps({'dagster_gcp': 'dagster_gcp' in sys.modules, "
+        "import json, sys; import housing_assets.definitions; "
+        "loaded = 'dagster_gcp' in sys.modules; "
+        "from housing_assets.resources import resource_values; "
+        "r = resource_values(); print(json.dumps({'dagster_gcp': loaded, "
         "'gcs': type(r.get('gcs')).__module__ + '.' + type(r.get('gcs')).__name__, "
         "'io': type(r['io_manager']).__name__, "
         "'source_gcs_is_the_gcs_resource': r['housing_source'].gcs is r.get('gcs')}))"

@@ -12,7 +12,7 @@ from housing_assets.defs.checks import PIPELINE_CHECKS
 from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS
-from housing_assets.resources import build_resources
+from housing_assets.resources import build_resources, resource_values
 from housing_assets_testkit import ML_ASSETS
 
 pytestmark = pytest.mark.e2e
@@ -117,7 +117,7 @@ def test_all_seven_assets_then_bad_source_loses_nothing(
     assert "bad.csv: missing columns ['households']" in str(failure.event_specific_data.error)
     from housing_assets.resources import LocalDatasetIOManager
 
-    stored = build_resources()["io_manager"]
+    stored = resource_values()["io_manager"]
     assert isinstance(stored, LocalDatasetIOManager)
     pd.testing.assert_frame_equal(stored.load(["raw_housing"]), raw_before)
     assert str(client.get_model_version_by_alias("housing_price_model", "champion").version) == "1"
