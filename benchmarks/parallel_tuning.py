@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 from benchmarks.calibration import calibrate
-from benchmarks.report import RESULTS_DIR, save_result
+from benchmarks.report import add_out_argument, save_result
 from housing_assets_testkit import default_source
 
 
@@ -24,12 +23,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--family", default="boosting")
     parser.add_argument("--source", default=default_source())
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS_DIR,
-        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
 
     from housing_assets.io.source import fetch

@@ -40,6 +40,16 @@ def current_commit() -> str:
     return out.stdout.strip()
 
 
+def add_out_argument(parser) -> None:
+    """The ``--out`` option every benchmark takes: where its result file goes."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
+    )
+
+
 def save_result(name: str, result: dict, out_dir: Path = RESULTS_DIR) -> Path:
     """Write ``result`` (which carries its ``calibration``) as ``out_dir/<name>.json``, stamped
     with the date and the commit, and render the page again if ``out_dir`` is the committed

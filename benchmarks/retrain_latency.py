@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.calibration import calibrate
-from benchmarks.report import RESULTS_DIR, save_result
+from benchmarks.report import add_out_argument, save_result
 from housing_assets_testkit import (
     REPO_ROOT,
     background_server,
@@ -100,12 +100,7 @@ def main() -> None:
         help="warm: housing-code-server, as the compose stack runs it (default); stock: the "
         "daemon starts Dagster's own code server from workspace.yaml, as `make dev` does",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS_DIR,
-        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
 
     from dagster import DagsterInstance, RunsFilter

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.calibration import calibrate
-from benchmarks.report import RESULTS_DIR, save_result
+from benchmarks.report import add_out_argument, save_result
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS, GERON_TEST_METRICS
 from housing_assets_testkit import (
     CONTRACT_ASSETS,
@@ -453,12 +453,7 @@ def main() -> None:
         action="store_false",
         help="skip the `dagster job execute` runs (launched runs and bare only)",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS_DIR,
-        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
     if not (args.cli or args.launched):
         parser.error("--no-cli and --no-launched leave no Dagster run to measure")

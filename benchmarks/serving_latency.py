@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.calibration import calibrate
-from benchmarks.report import RESULTS_DIR, save_result
+from benchmarks.report import add_out_argument, save_result
 from housing_assets_testkit import background_server, default_source, free_port
 
 
@@ -30,12 +30,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=300)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--source", default=default_source())
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS_DIR,
-        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
 
     from housing_assets.io.source import fetch

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.calibration import calibrate
-from benchmarks.report import RESULTS_DIR, save_result
+from benchmarks.report import add_out_argument, save_result
 from benchmarks.run import probe_run
 from housing_assets_testkit import REPO_ROOT, default_source, fresh_process_env
 
@@ -49,12 +49,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--job", default="housing_pipeline_job")
     parser.add_argument("--source", default=default_source())
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS_DIR,
-        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
 
     report: dict = {

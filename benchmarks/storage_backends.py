@@ -14,10 +14,9 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 from benchmarks.calibration import calibrate
-from benchmarks.report import RESULTS_DIR, save_result
+from benchmarks.report import add_out_argument, save_result
 from housing_assets_testkit import default_source, execute_job_cli, free_port, fresh_project_env
 
 
@@ -33,12 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--source", default=default_source())
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=RESULTS_DIR,
-        help="folder of the result (elsewhere than the default: a trial, the page is left alone)",
-    )
+    add_out_argument(parser)
     args = parser.parse_args()
 
     from gcp_storage_emulator.server import create_server
