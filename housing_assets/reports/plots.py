@@ -1,4 +1,4 @@
-"""Matplotlib figures rendered as PNG and embedded in Dagster metadata as Markdown.
+"""Matplotlib figures rendered as PNG (the tracking resource shows them in the UI and W&B).
 
 Figures are built with matplotlib's object-oriented API (``matplotlib.figure.Figure``), not
 ``pyplot``: no backend is selected for the process and no figure is registered anywhere, and
@@ -7,12 +7,10 @@ Figures are built with matplotlib's object-oriented API (``matplotlib.figure.Fig
 
 from __future__ import annotations
 
-import base64
 import io
 
 import numpy as np
 import pandas as pd
-from dagster import MetadataValue
 from matplotlib.figure import Figure
 
 
@@ -21,15 +19,6 @@ def to_png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     return buffer.getvalue()
-
-
-def png_markdown(png: bytes, alt: str) -> MetadataValue:
-    """A PNG embedded in Markdown metadata (the Dagster UI shows it inline)."""
-    return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
-
-
-def figure_to_markdown(fig: Figure, alt: str) -> MetadataValue:
-    return png_markdown(to_png(fig), alt)
 
 
 def bar_chart(labels, values, title: str, xlabel: str, highlight: str | None = None) -> Figure:
@@ -105,7 +94,3 @@ def predicted_vs_actual(y_true, y_pred) -> Figure:
     ax.plot([0, top], [0, top], color="tab:red")
     ax.set(title="Test set: predicted vs actual", xlabel="actual", ylabel="predicted")
     return fig
-
-
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ",.2f") -> MetadataValue:
-    return MetadataValue.md(frame.to_markdown(index=False, floatfmt=floatfmt))

@@ -31,7 +31,7 @@ _WANDB_SETTINGS = dict(
 
 def evidence_group(dagster_run_id: str) -> str:
     """The W&B group of one Dagster run's evidence runs (imputation, K, leaderboard, model)."""
-    return f"dagster-{dagster_run_id[:8]}"
+    return f"dagster-{short_run_id(dagster_run_id)}"
 
 
 def parent_run_name(job_name: str, asset_selection) -> str:
