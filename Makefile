@@ -36,9 +36,18 @@ run: setup home
 smoke: setup home
 	$(BIN)/dagster job execute -m housing_assets.definitions -j housing_smoke_job
 
-## The Dagster UI and daemon (sensors) on http://127.0.0.1:3000
+## The Dagster UI and daemon (sensors) on http://127.0.0.1:3000, behind a password: user
+## `operator`, password HOUSING_UI_PASSWORD or else one made once in $(DAGSTER_HOME)/ui-password
+DEV_PORT ?= 3000
+UI_PASSWORD_FILE := $(DAGSTER_HOME)/ui-password
 dev: setup home
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	@[ -n "$$HOUSING_UI_PASSWORD" ] || [ -s "$(UI_PASSWORD_FILE)" ] || (umask 077; \
+	  $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(18))" > "$(UI_PASSWORD_FILE)")
+	@[ -n "$$HOUSING_UI_PASSWORD" ] || echo "Dagster UI: http://127.0.0.1:$(DEV_PORT)" \
+	  "user operator, password $$(cat "$(UI_PASSWORD_FILE)") (from $(UI_PASSWORD_FILE))"
+	$(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; trap 'kill $$daemon' EXIT; \
+	HOUSING_UI_PASSWORD_FILE="$(UI_PASSWORD_FILE)" \
+	  $(BIN)/housing-webserver -h 127.0.0.1 -p $(DEV_PORT) -w workspace.yaml
 
 ## The champion over HTTP on http://127.0.0.1:5001/invocations (after `make run`)
 serve: setup

@@ -124,6 +124,69 @@ class Settings:
         )
 
 
+#: Host names the Dagster UI answers by default: loopback only.
+DEFAULT_UI_HOSTS = ("localhost", "127.0.0.1", "::1")
+MIN_UI_PASSWORD = 12
+
+
+@dataclass(frozen=True)
+class UISettings:
+    """Who may use the Dagster UI and by which names (``housing-webserver``, docs/security.md)."""
+
+    user: str
+    password: str
+    allowed_hosts: tuple[str, ...]  # host names, any port
+    allowed_origins: tuple[str, ...]  # exact origins; empty: http(s) on an allowed host
+
+    def __repr__(self) -> str:  # never print the password
+        return f"UISettings(user={self.user!r}, allowed_hosts={self.allowed_hosts!r})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> UISettings:
+        env = os.environ if environ is None else environ
+        password = env.get("HOUSING_UI_PASSWORD") or None
+        path = env.get("HOUSING_UI_PASSWORD_FILE") or None
+        if password is None and path is not None:
+            try:
+                password = Path(path).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(
+                    f"HOUSING_UI_PASSWORD_FILE={path}: cannot read it ({exc.strerror})"
+                ) from None
+        if not password:
+            raise SettingsError(
+                "The Dagster UI needs a password: set HOUSING_UI_PASSWORD or "
+                "HOUSING_UI_PASSWORD_FILE (a file holding it)"
+            )
+        if len(password) < MIN_UI_PASSWORD:
+            source = (
+                "HOUSING_UI_PASSWORD_FILE"
+                if path and not env.get("HOUSING_UI_PASSWORD")
+                else "HOUSING_UI_PASSWORD"
+            )
+            raise SettingsError(
+                f"{source}: the password needs at least {MIN_UI_PASSWORD} characters"
+            )
+        hosts = _names(env.get("HOUSING_UI_ALLOWED_HOSTS")) or DEFAULT_UI_HOSTS
+        origins = _names(env.get("HOUSING_UI_ALLOWED_ORIGINS"))
+        for origin in origins:
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise SettingsError(
+                    f"HOUSING_UI_ALLOWED_ORIGINS: {origin!r} is not an origin "
+                    "(scheme://host[:port], no path)"
+                )
+        return cls(
+            user=env.get("HOUSING_UI_USER") or "operator",
+            password=password,
+            allowed_hosts=tuple(h.strip("[]") for h in hosts),
+            allowed_origins=origins,
+        )
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in (text or "").split(",") if part.strip())
+
+
 def _number(env: Mapping[str, str], name: str, default, kind, positive: bool = False):
     text = env.get(name)
     if not text:

@@ -1,9 +1,9 @@
 """The Dagster UI in a real browser: Debian's Chromium driven headless by Playwright against
-`dagster dev` on 127.0.0.1 with a temporary DAGSTER_HOME. Screenshots go to test-artifacts/."""
+`make dev` (the UI behind its password, and the daemon) on 127.0.0.1 with a temporary
+DAGSTER_HOME. Screenshots go to test-artifacts/."""
 
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -33,23 +33,27 @@ ops:
 
 @pytest.fixture
 def dagster_dev(isolated_env, tmp_path):
+    """`make dev` on a free port; yields the UI's address and the password `make dev` made."""
     first = materialize_cli("*", isolated_env)  # upstream assets for tuned_params+
     assert first.returncode == 0, first.stderr[-3000:]
     port = free_port()
-    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p"]
     base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **isolated_env}
+    env.pop("HOUSING_UI_PASSWORD", None)
     with background_server(
-        [*command, str(port)],
+        ["make", "-s", "dev", f"DEV_PORT={port}"],
         f"{base}/server_info",
-        env={**os.environ, **isolated_env},
+        env=env,
         log_path=tmp_path / "dagster_dev.log",
         timeout_s=180,
     ):
-        yield base
+        password = (Path(isolated_env["DAGSTER_HOME"]) / "ui-password").read_text().strip()
+        yield base, password
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev):
+    base, password = dagster_dev
     from dagster import AssetKey, DagsterInstance, DagsterRunStatus
     from playwright.sync_api import expect, sync_playwright
 
@@ -67,12 +71,16 @@ def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev):
                 "--no-first-run",
             ],
         )
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        # The browser asks for the password once; Playwright answers that prompt.
+        page = browser.new_page(
+            viewport={"width": 1600, "height": 1000},
+            http_credentials={"username": "operator", "password": password},
+        )
         page.set_default_timeout(60_000)
 
         # The global asset graph shows the seven assets: expand the three groups in the graph
         # and in its sidebar, then read the asset names and the checks' status.
-        page.goto(f"{dagster_dev}/asset-groups")
+        page.goto(f"{base}/asset-groups")
         groups = page.locator("[class*=collapsedGroupNodeBox]")
         expect(groups.first).to_be_visible()
         while groups.count():
@@ -87,13 +95,13 @@ def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev):
         page.screenshot(path=str(ARTIFACTS / "asset_graph.png"))
 
         # The asset checks of imputed_housing are listed on its page.
-        page.goto(f"{dagster_dev}/assets/imputed_housing?view=checks")
+        page.goto(f"{base}/assets/imputed_housing?view=checks")
         expect(page.get_by_text("imputation_rmse").first).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "asset_checks.png"))
 
         # Select tuned_params+ in the lineage's filter, open the launchpad, type a quick
         # configuration in its YAML editor, launch, and wait for the run to succeed.
-        page.goto(f"{dagster_dev}/asset-groups")
+        page.goto(f"{base}/asset-groups")
         page.locator(".CodeMirror").first.click()  # "Search and filter assets"
         page.keyboard.type('key:"tuned_params"+')
         page.keyboard.press("Enter")
@@ -124,7 +132,7 @@ def test_asset_graph_and_a_materialization_from_the_ui(dagster_dev):
         trials = instance.get_latest_materialization_event(AssetKey("tuned_params"))
         assert trials.run_id == run_id
         assert trials.asset_materialization.metadata["trials"].value == 3
-        page.goto(f"{dagster_dev}/runs/{run_id}")
+        page.goto(f"{base}/runs/{run_id}")
         expect(page.get_by_text("Success").first).to_be_visible()
         expect(page.get_by_text("Loading run logs")).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "run_success.png"))
