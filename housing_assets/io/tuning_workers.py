@@ -1,30 +1,74 @@
-"""Tuning worker processes: more processes running trials of one Optuna study.
+"""Tuning workers: more processes running trials of one Optuna study.
 
 The study lives in an RDB storage (a sqlite file, PostgreSQL) that every process joins. The
-search itself is :func:`housing_assets.ml.tuning.tune`; this module starts the other processes
-(``python -m housing_assets.io.tuning_workers``), hands them the search job in a temporary
-file and the storage URL in their environment (``HOUSING_OPTUNA_STORAGE``), never on their
-command line: it may hold a password.
+search itself is :func:`housing_assets.ml.tuning.tune`. Two kinds of worker join it:
+
+- processes the run starts itself (``n_workers``): this module starts them
+  (``python -m housing_assets.io.tuning_workers``), hands them the search job in a temporary
+  file and the storage URL in their environment (``HOUSING_OPTUNA_STORAGE``), never on their
+  command line: it may hold a password;
+- workers started apart from the run (``housing-tuning-worker``: containers, other machines),
+  when the run *opens* its study (``open_to_workers``): the study's user attributes then say
+  how to rebuild the search (:class:`OpenSearch`, plain JSON), and those workers read the same
+  ``train_test_split`` from the asset store and check it is the one searched.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pickle
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
+
+import pandas as pd
 
 from housing_assets.ml.cv import FoldCache
 from housing_assets.ml.tuning import SearchJob, TrialRecord, TuningResult, tune
 
 STORAGE_ENV = "HOUSING_OPTUNA_STORAGE"  # where a worker process reads the study's storage URL
+SEARCH_ATTR = "housing/search"  # an open study's OpenSearch, as JSON
+STATUS_ATTR = "housing/status"  # "open" while the run searches, then "closed"
+
+
+@dataclass(frozen=True)
+class OpenSearch:
+    """What a worker apart from the run needs to rebuild its search (stored on the study)."""
+
+    family: str
+    metric: str
+    seed: int
+    cv_folds: int
+    n_trials: int
+    train_digest: str  # of the training rows searched: a worker refuses other rows
+    deadline: float  # epoch seconds: after it, workers leave the study alone
+    start_params: dict[str, Any] | None = None
+    start_fold_metrics: list[dict[str, float]] | None = None
+
+
+def train_digest(train: pd.DataFrame) -> str:
+    """A digest of the training rows (values and index), the same wherever they were read."""
+    hashes = pd.util.hash_pandas_object(train, index=True).to_numpy()
+    return hashlib.sha256(hashes.tobytes()).hexdigest()
+
+
+@contextmanager
+def opened_study(study, search: OpenSearch):
+    """The study open to ``housing-tuning-worker`` processes while the block runs."""
+    study.set_user_attr(SEARCH_ATTR, asdict(search))
+    study.set_user_attr(STATUS_ATTR, "open")
+    try:
+        yield
+    finally:
+        study.set_user_attr(STATUS_ATTR, "closed")
 
 
 def tune_in_processes(
@@ -42,16 +86,25 @@ def tune_in_processes(
     start_params: dict[str, Any] | None = None,
     start_fold_metrics: list[dict[str, float]] | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
+    open_search: OpenSearch | None = None,
 ) -> TuningResult:
     """:func:`housing_assets.ml.tuning.tune` with ``n_workers - 1`` worker processes running
     trials of the same study beside this one, in ``storage`` (an Optuna RDB URL), the
-    ``n_jobs`` threads shared out between them. Every process's trials are reported and
-    returned."""
-    if n_workers > 1 and storage is None:
-        raise ValueError("several tuning workers need a shared Optuna storage (storage=...)")
+    ``n_jobs`` threads shared out between them; with ``open_search``, the study is also open
+    to ``housing-tuning-worker`` processes while it runs. Every process's trials are reported
+    and returned."""
+    if (n_workers > 1 or open_search) and storage is None:
+        raise ValueError("tuning workers need a shared Optuna storage (storage=...)")
 
-    def workers(job: SearchJob, study) -> Any:
-        return worker_processes(job, storage, study.study_name, n_trials, timeout_s, n_workers - 1)
+    @contextmanager
+    def workers(job: SearchJob, study):
+        with ExitStack() as stack:
+            if open_search is not None:
+                stack.enter_context(opened_study(study, open_search))
+            stack.enter_context(
+                worker_processes(job, storage, study.study_name, n_trials, timeout_s, n_workers - 1)
+            )
+            yield
 
     return tune(
         cache,

@@ -7,6 +7,7 @@ the intermediate value, so Hyperband stops unpromising trials after one or two f
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -80,6 +81,11 @@ class TuningResult:
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # the trials that count toward n_trials
 
 
+def worker_id() -> str:
+    """Which process runs a trial: pids alone repeat across containers and hosts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclass
 class SearchJob:
     """Everything a process needs to run trials of one study (picklable, so that other
@@ -117,6 +123,7 @@ class SearchJob:
         family = FAMILIES[self.family]
         params = SEARCH_SPACES[self.family](trial)
         trial.set_user_attr("worker_pid", os.getpid())
+        trial.set_user_attr("worker", worker_id())
         fold_metrics = []
         start = self.start_params or {}
         if self.start_fold_metrics and params == {k: start.get(k) for k in params}:
@@ -159,6 +166,30 @@ def _finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 Beside = Callable[[SearchJob, optuna.Study], AbstractContextManager]
 
 
+def search_job(
+    cache: FoldCache,
+    family_name: str,
+    *,
+    metric: str,
+    seed: int,
+    n_jobs: int,
+    n_trials: int,
+    start_params: dict[str, Any] | None = None,
+    start_fold_metrics: list[dict[str, float]] | None = None,
+) -> SearchJob:
+    """The search :func:`tune` runs, as any process joining its study builds it."""
+    return SearchJob(
+        cache.folds(FAMILIES[family_name].scale),
+        family_name,
+        metric,
+        seed,
+        n_jobs=n_jobs,
+        n_startup_trials=min(6, n_trials),  # random draws before TPE models the space
+        start_params={**FAMILIES[family_name].defaults, **start_params} if start_params else None,
+        start_fold_metrics=start_fold_metrics,
+    )
+
+
 def tune(
     cache: FoldCache,
     family_name: str,
@@ -185,16 +216,10 @@ def tune(
     that others run in the same study while ``beside`` is entered count toward ``n_trials`` and
     are reported and returned as well.
     """
-    job = SearchJob(
-        cache.folds(FAMILIES[family_name].scale),
-        family_name,
-        metric,
-        seed,
-        n_jobs=n_jobs,
-        n_startup_trials=min(6, n_trials),  # random draws before TPE models the space
-        start_params={**FAMILIES[family_name].defaults, **start_params} if start_params else None,
-        start_fold_metrics=start_fold_metrics,
-    )
+    job = search_job(
+        cache, family_name, metric=metric, seed=seed, n_jobs=n_jobs, n_trials=n_trials,
+        start_params=start_params, start_fold_metrics=start_fold_metrics,
+    )  # fmt: skip
     # A fixed name, in memory too: Hyperband assigns trials to brackets by hashing the study
     # name, so a random name would make pruning, and so the whole search, differ run to run.
     study = job.load_study(storage, study_name or f"housing-{family_name}")

@@ -14,9 +14,10 @@ class OptunaStorage(ConfigurableResource):
     url: str | None = None
     default_dir: str = "data/optuna"
 
-    def for_workers(self, n_workers: int) -> str | None:
-        """The storage a search with ``n_workers`` processes shares (None: in memory)."""
-        if n_workers <= 1:
+    def for_workers(self, n_workers: int, open_to_workers: bool = False) -> str | None:
+        """The storage a search with ``n_workers`` processes shares, or opened to workers
+        apart from the run (None: in memory)."""
+        if n_workers <= 1 and not open_to_workers:
             return None
         if self.url:
             return self.url

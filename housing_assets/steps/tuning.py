@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from housing_assets.datasets import HousingSplit, ModelComparison, TunedParams
-from housing_assets.io.tuning_workers import tune_in_processes
+from housing_assets.io.tuning_workers import OpenSearch, train_digest, tune_in_processes
 from housing_assets.ml.models import FAMILIES
 from housing_assets.ml.tuning import TrialRecord
+
+OPEN_STUDY_MAX_S = 2 * 3600.0  # an open study with no timeout: workers leave it after this
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class TuningSettings:
     # environment: `storage: {env: HOUSING_OPTUNA_STORAGE}` in run config.
     n_workers: int = 1
     storage: str | None = None
+    # Open the study to `housing-tuning-worker` processes (containers, other machines) that
+    # watch the same storage: they run trials beside this run's until the study is full.
+    open_to_workers: bool = False
 
 
 def tune_params(
@@ -41,6 +47,20 @@ def tune_params(
     comparison score, when scored on the same folds), Hyperband pruning across folds;
     ``on_trial`` sees every finished trial (for tracking). With ``n_workers`` > 1, worker
     processes run trials of the same study in ``storage`` beside this one."""
+    start_fold_metrics = _winner_fold_metrics(comparison, settings)
+    open_search = None
+    if settings.open_to_workers:
+        open_search = OpenSearch(
+            family=comparison.winner,
+            metric=settings.metric,
+            seed=settings.seed,
+            cv_folds=settings.cv_folds,
+            n_trials=settings.n_trials,
+            train_digest=train_digest(split.train),
+            deadline=time.time() + (settings.timeout_s or OPEN_STUDY_MAX_S),
+            start_params=comparison.winner_params,
+            start_fold_metrics=start_fold_metrics,
+        )
     result = tune_in_processes(
         split.fold_cache(settings.cv_folds, settings.seed),
         comparison.winner,
@@ -53,8 +73,9 @@ def tune_params(
         timeout_s=settings.timeout_s,
         n_jobs=threads,
         start_params=comparison.winner_params,
-        start_fold_metrics=_winner_fold_metrics(comparison, settings),
+        start_fold_metrics=start_fold_metrics,
         on_trial=on_trial,
+        open_search=open_search,
     )
     family = FAMILIES[comparison.winner]
     return TunedParams(

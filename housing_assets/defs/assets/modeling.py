@@ -46,7 +46,7 @@ def tuned_params(
 ) -> TunedParams:
     """Bayesian search (Optuna TPE, Hyperband pruning across folds) of the winning family's
     hyper-parameters by cross-validation on training rows; every trial goes to W&B and MLflow."""
-    storage = optuna.for_workers(config.n_workers)
+    storage = optuna.for_workers(config.n_workers, config.open_to_workers)
     settings = replace(config.to_settings(), storage=storage)
     shown_storage = redact_url(storage) if storage else None
     family = model_comparison.winner
