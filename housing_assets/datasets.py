@@ -58,9 +58,12 @@ class GeoFeatures:
 @dataclass
 class HousingSplit:
     train: pd.DataFrame  # raw columns (NaNs as in the source) + geo cluster columns
-    test: pd.DataFrame
+    test: pd.DataFrame  # read once per model version, to report
     spec: FeatureSpec
     source: DataSource = UNKNOWN_SOURCE
+    # The promotion gate's rows: never fitted on, champion and challenger compared on them
+    # (None: stored by a version without a gate split).
+    gate: pd.DataFrame | None = None
 
     def fold_cache(self, n_folds: int, seed: int) -> FoldCache:
         """Cross-validation folds of the training rows, preprocessing fitted inside each fold."""

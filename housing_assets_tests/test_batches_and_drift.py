@@ -7,7 +7,13 @@ from housing_assets.io.landing import ACCEPTED, QUARANTINE, LocalLanding, open_l
 from housing_assets.io.registry import promotion_decision
 from housing_assets.ml.batches import combine_batches
 from housing_assets.ml.drift import drift_table, psi
-from housing_assets.ml.split import contract_split, split_train_test
+from housing_assets.ml.split import (
+    contract_split,
+    district_keys,
+    split_sides,
+    split_train_test,
+    straddling_districts,
+)
 from housing_assets_testkit import make_synthetic_housing
 
 
@@ -32,12 +38,17 @@ def test_split_keeps_base_test_rows_and_batch_rows_stable(raw_frame):
     base_only, _ = combine_batches(raw_frame, [])
     grown, _ = combine_batches(raw_frame, [("b.csv", make_synthetic_housing(500, seed=3))])
     _, test_before = split_train_test(base_only)
+    sides = split_sides(grown)
     train_after, test_after = split_train_test(grown)
-    _, contract_test = contract_split(raw_frame)
+    contract_train, contract_test = contract_split(raw_frame)
     assert set(test_before.index) == set(contract_test.index)
     assert set(test_after.index[test_after["batch"] == "base"]) == set(contract_test.index)
-    batch_test = test_after[test_after["batch"] == "b.csv"]
-    assert 60 <= len(batch_test) <= 140  # about one in five of 500
+    base_gate = sides.index[(sides == "gate") & (grown["batch"] == "base")]
+    assert set(base_gate) <= set(contract_train.index)
+    assert 0.13 <= len(base_gate) / len(contract_train) <= 0.17  # GATE_FRACTION 0.15, by district
+    batch_sides = sides[grown["batch"] == "b.csv"].value_counts()
+    assert 60 <= batch_sides["test"] <= 140  # about one in five of 500 new districts
+    assert 30 <= batch_sides["gate"] <= 90  # about 0.15 of the other 400
     # The same batch rows land on the same side when more data arrives later.
     grown2, _ = combine_batches(
         raw_frame,
@@ -46,9 +57,53 @@ def test_split_keeps_base_test_rows_and_batch_rows_stable(raw_frame):
             ("c.csv", make_synthetic_housing(100, seed=4)),
         ],
     )
-    _, test2 = split_train_test(grown2)
-    assert set(test2.index[test2["batch"] == "b.csv"]) == set(batch_test.index)
+    sides2 = split_sides(grown2)
+    pd.testing.assert_series_equal(sides2.loc[sides.index], sides)
     assert not set(train_after.index) & set(test_after.index)
+
+
+def _near_copies(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Re-surveys of ``rows``: the same districts with the income off by 0.5-2 %."""
+    rng = np.random.default_rng(seed)
+    copies = rows.reset_index(drop=True)
+    change = rng.choice([-1, 1], len(rows)) * rng.uniform(0.005, 0.02, len(rows))
+    copies["median_income"] = (copies["median_income"] * (1 + change)).round(4)
+    return copies
+
+
+def test_near_copies_of_a_district_stay_on_its_side(raw_frame):
+    """Batches of re-surveyed districts: each lands on its original's side, so no test row
+    has a near-copy (same district key) among the rows that are fitted on or gate."""
+    originals = raw_frame.sample(1500, random_state=0)
+    first = _near_copies(originals, seed=1)
+    second = _near_copies(originals.head(500), seed=2)  # a district re-surveyed twice
+    grown, _ = combine_batches(raw_frame, [("b1.csv", first), ("b2.csv", second)])
+    sides = split_sides(grown)
+    batch = grown["batch"] != "base"
+    # A batch row's original is the base row of its district closest to it.
+    original_of = pd.Series(originals.index, index=range(len(originals)))
+    for name, frame in (("b1.csv", first), ("b2.csv", second)):
+        rows = grown.index[grown["batch"] == name]
+        assert len(rows) == len(frame)  # no copy was an exact duplicate
+        assert (sides.loc[rows].to_numpy() == sides.loc[original_of[: len(rows)]].to_numpy()).all()
+    # District by district: where the base rows agree on a side, every batch row is on it, so
+    # a test district has no near-copy on the train or gate side, and the other way round.
+    keys = pd.Series(district_keys(grown), index=grown.index)
+    base_sides = sides[~batch].groupby(keys[~batch]).agg(set)
+    one_side = base_sides[base_sides.map(len) == 1].map(lambda s: next(iter(s)))
+    followed = keys[batch].map(one_side).dropna()
+    assert len(followed) > 1000
+    assert (sides.loc[followed.index] == followed).all()
+    straddling = straddling_districts(grown, sides)
+    batch_keys = set(keys[batch])
+    only_base = straddling_districts(grown[~batch], sides[~batch])
+    assert set(straddling.index) & batch_keys <= set(only_base.index)  # none added by batches
+
+    # Before: batch rows went to test by a hash of their whole content, so about one near-copy
+    # in three landed across the test boundary from its original.
+    content_to_test = pd.util.hash_pandas_object(first, index=False).to_numpy() % 5 == 0
+    original_in_test = (sides.loc[originals.index] == "test").to_numpy()
+    assert (content_to_test != original_in_test).sum() > 300
 
 
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift():
@@ -111,31 +166,38 @@ def test_gcs_landing_lists_only_the_top_level(gcs_bucket):
 
 
 @pytest.mark.parametrize(
-    ("new", "champion", "promote"),
+    ("challenger_error", "champion_error", "promote"),
     [
-        ({"wmape": 11.0, "rmse": 40_000}, None, True),
-        ({"wmape": 11.0, "rmse": 40_000}, {"wmape": 11.5, "rmse": 41_000}, True),
-        ({"wmape": 11.05, "rmse": 40_300}, {"wmape": 11.0, "rmse": 40_000}, True),  # within tol.
-        ({"wmape": 11.3, "rmse": 40_000}, {"wmape": 11.0, "rmse": 40_000}, False),
-        ({"wmape": 11.0, "rmse": 41_000}, {"wmape": 11.0, "rmse": 40_000}, False),
+        (0.10, None, True),  # no champion yet
+        (0.10, 0.12, True),  # better
+        (0.1005, 0.10, True),  # worse by less than the tolerance: refit noise
+        (0.13, 0.10, False),  # worse beyond the tolerance, and the gate rows show it
     ],
 )
-def test_promotion_gate(new, champion, promote):
+def test_promotion_gate(challenger_error, champion_error, promote):
+    """The registry's gate on gate rows: each model off by a fixed share (alternating sign)
+    plus a little row noise; the paired interval decides."""
     from housing_assets.steps import RegistrationSettings
 
-    gate = RegistrationSettings()
-    decided, reason = promotion_decision(
-        new, champion, gate.wmape_tolerance_pp, gate.rmse_tolerance
+    gate_rows = make_synthetic_housing(2000, seed=8, missing=0)
+    y = gate_rows["median_house_value"].to_numpy()
+    rng = np.random.default_rng(1)
+    sign = np.where(np.arange(len(y)) % 2, 1.0, -1.0)
+
+    def predictions(error):
+        return y * (1 + sign * error + rng.normal(0, 0.01, len(y)))
+
+    champion = None if champion_error is None else predictions(champion_error)
+    decision = promotion_decision(
+        gate_rows, predictions(challenger_error), champion, RegistrationSettings().gate_rules()
     )
-    assert decided is promote
+    assert decision.promote is promote, decision.reason
     if champion is None:
-        assert reason == "no champion yet"
+        assert decision.reason == "no champion yet"
     else:
-        assert reason == (
-            f"challenger wmape {new['wmape']:.3f} vs champion {champion['wmape']:.3f} "
-            f"(tolerance +0.1 pp), rmse {new['rmse']:,.0f} vs {champion['rmse']:,.0f} "
-            "(tolerance +1%)"
-        )
+        assert decision.reason.startswith("challenger - champion on 2000 gate rows, 90% paired CI")
+        assert "(tolerance +0.1 pp)" in decision.reason and "(tolerance +1%)" in decision.reason
+        assert decision.blocked_by[:2] == ([] if promote else ["wmape", "rmse"])
 
 
 def _resend(landing, name: str, rows: pd.DataFrame, seed: int) -> None:

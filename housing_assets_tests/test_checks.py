@@ -88,6 +88,21 @@ def test_the_split_check_catches_a_moved_or_shared_row(contract_split):
     shared = dataclasses.replace(contract_split, train=pd.concat([train, test.iloc[:1]]))
     result = checks.split_matches_contract(shared)
     assert not result.passed and result.metadata["overlapping_rows"].value == 1
+    # The gate rows come from the contract's training side only: a test row there fails.
+    gate = contract_split.gate
+    assert (
+        len(gate) > 0
+        and checks.split_matches_contract(contract_split)
+        .metadata["gate_rows_from_contract_train_side"]
+        .value
+    )
+    test_in_gate = dataclasses.replace(
+        contract_split, test=test.iloc[1:], gate=pd.concat([gate, test.iloc[:1]])
+    )
+    result = checks.split_matches_contract(test_in_gate)
+    assert not result.passed
+    assert not result.metadata["base_test_rows_match_contract"].value
+    assert not result.metadata["gate_rows_from_contract_train_side"].value
 
 
 def _registered(**metrics: float) -> RegisteredModel:

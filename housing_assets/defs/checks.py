@@ -99,24 +99,33 @@ def geo_clusters_are_usable(geo_features: GeoFeatures) -> AssetCheckResult:
 
 @asset_check(asset=train_test_split, blocking=True)
 def split_matches_contract(train_test_split: HousingSplit) -> AssetCheckResult:
-    """The base rows are split exactly as the contract says (same test rows), the two sides are
-    disjoint, and income-category shares of train and test agree within 0.5 points."""
+    """The base rows are split exactly as the contract says (same test rows), the gate rows
+    come only from the contract's training side, the three sides are disjoint, and the
+    income-category shares of the contract's training side (train and gate) and of the test
+    side agree within 0.5 points."""
     train, test = train_test_split.train, train_test_split.test
-    both = pd.concat([train, test])
+    gate = train_test_split.gate if train_test_split.gate is not None else train.iloc[:0]
+    both = pd.concat([train, gate, test])
     base = both[both[BATCH_COLUMN] == BASE_BATCH].sort_index() if BATCH_COLUMN in both else both
-    _, expected_test = contract_split(base[RAW_COLUMNS])
+    expected_train, expected_test = contract_split(base[RAW_COLUMNS])
     base_test = test.index.intersection(base.index)
     same_test_rows = set(base_test) == set(expected_test.index)
-    shares_train = income_category(train["median_income"]).value_counts(normalize=True)
+    base_gate = gate.index.intersection(base.index)
+    gate_from_train = set(base_gate) <= set(expected_train.index)
+    fitted_side = pd.concat([train, gate])
+    shares_train = income_category(fitted_side["median_income"]).value_counts(normalize=True)
     shares_test = income_category(test["median_income"]).value_counts(normalize=True)
     gap = float((shares_train - shares_test).abs().max() * 100)
-    overlap = len(train.index.intersection(test.index))
+    overlap = len(both) - len(both.index.unique())
     return AssetCheckResult(
-        passed=bool(same_test_rows and overlap == 0 and gap <= 0.5),
+        passed=bool(same_test_rows and gate_from_train and overlap == 0 and gap <= 0.5),
         metadata={
             "test_fraction": len(test) / len(both),
+            "gate_fraction": len(gate) / len(both),
+            "gate_rows": len(gate),
             "base_test_rows": len(base_test),
             "base_test_rows_match_contract": same_test_rows,
+            "gate_rows_from_contract_train_side": gate_from_train,
             "overlapping_rows": overlap,
             "max_income_share_gap_pp": gap,
         },

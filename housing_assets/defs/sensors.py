@@ -370,14 +370,23 @@ new_batch_sensor = new_batch_sensor_every(DEFAULT_INTERVAL_S)
 
 
 def retune_reasons(instance, run_id: str) -> list[str]:
-    """Why a finished retraining run calls for the whole search again (empty: it does not)."""
+    """Why a finished retraining run calls for the whole search again (empty: it does not).
+    Reads the promotion gate's own verdict on the gate rows (``gate_passed``: a forced
+    promotion still failed the gate) and what blocked it; a materialization recorded before
+    the gate split carried only ``promoted``."""
     reasons = []
     registered = instance.get_latest_materialization_event(AssetKey("registered_model"))
     if registered is not None and registered.run_id == run_id:
         metadata = registered.asset_materialization.metadata
-        if not getattr(metadata.get("promoted"), "value", True):
+        passed = metadata.get("gate_passed", metadata.get("promoted"))
+        if not getattr(passed, "value", True):
             reason = getattr(metadata.get("promotion_reason"), "value", "")
-            reasons.append(f"the refitted challenger failed the promotion gate ({reason})")
+            blocked = getattr(metadata.get("gate_blocked_by"), "value", "")
+            what = f"blocked by {blocked}: " if blocked and blocked != "nothing" else ""
+            reasons.append(
+                f"the refitted challenger failed the promotion gate on the gate rows "
+                f"({what}{reason})"
+            )
     for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
         if evaluation.check_name == "batch_drift" and not evaluation.passed:

@@ -6,6 +6,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -17,9 +18,10 @@ from housing_assets.io.integrity import (
     verify_model_version,
 )
 from housing_assets.io.redaction import redact_url
-from housing_assets.ml.metrics import regression_metrics
+from housing_assets.ml.gate import GateDecision, GateRules, gate_decision
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
-from housing_assets.steps.final_model import FittedModel, RegistrationSettings
+from housing_assets.ml.split import SPLIT_SCHEME
+from housing_assets.steps.final_model import FittedModel, RegistrationSettings, score_on_test
 
 MODEL_NAME = "housing_price_model"
 CHAMPION = "champion"
@@ -48,6 +50,7 @@ def model_description(
     source_url: str,
     source_sha256: str,
     dagster_run_id: str,
+    gate_text: str = "",
 ) -> str:
     from housing_assets.ml.metrics import METRIC_NAMES, format_metric
 
@@ -73,7 +76,7 @@ inside the model (fitted on training rows only). Trained on log(price).
 | metric | cross-validation (train) | test (hold-out, reported once) |
 |---|---|---|
 {rows}
-
+{gate_text}
 **Data:** `{source_url}` (sha256 `{source_sha256}`)
 
 **Dagster run:** `{dagster_run_id}`
@@ -92,6 +95,7 @@ def model_tags(
         "within_10pct": f"{test_metrics['within_10pct']:.2f}",
         "data_sha256": source_sha256,
         "dagster_run_id": dagster_run_id,
+        "split_scheme": SPLIT_SCHEME,
     }
 
 
@@ -99,25 +103,34 @@ def input_example(X: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     return X.dropna().head(n)
 
 
+def gate_markdown(decision: GateDecision, forced: bool = False) -> str:
+    """The gate's verdict and slice table for the version's description."""
+    verdict = "promoted" if decision.promote or forced else "kept the champion"
+    text = f"""
+**Promotion gate** ({decision.rows} gate rows, never fitted on): {verdict}
+{"(forced by configuration) " if forced and not decision.promote else ""}- {decision.reason}
+"""
+    table = decision.slices_markdown()
+    if table:
+        text += f"""
+Slices (wMAPE in %, RMSE in dollars; `regressed`: a slice with enough rows worse by more than
+the bound):
+
+{table}
+"""
+    return text
+
+
 def promotion_decision(
-    new: dict[str, float],
-    champion: dict[str, float] | None,
-    wmape_tolerance_pp: float,
-    rmse_tolerance: float,
-) -> tuple[bool, str]:
-    """Promote when there is no champion, or when the challenger is at least as good on the same
-    test rows: wMAPE no more than ``wmape_tolerance_pp`` points worse and RMSE no more than
-    ``rmse_tolerance`` (relative) worse. The tolerances absorb refit noise of equal models."""
-    if champion is None:
-        return True, "no champion yet"
-    wmape_ok = new["wmape"] <= champion["wmape"] + wmape_tolerance_pp
-    rmse_ok = new["rmse"] <= champion["rmse"] * (1 + rmse_tolerance)
-    verdict = (
-        f"challenger wmape {new['wmape']:.3f} vs champion {champion['wmape']:.3f} "
-        f"(tolerance +{wmape_tolerance_pp} pp), rmse {new['rmse']:,.0f} vs {champion['rmse']:,.0f} "
-        f"(tolerance +{rmse_tolerance:.0%})"
-    )
-    return wmape_ok and rmse_ok, verdict
+    gate_rows: pd.DataFrame,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    rules: GateRules,
+) -> GateDecision:
+    """Promote when there is no champion, or when the challenger is no worse than the champion
+    on the same gate rows (paired bootstrap intervals within the tolerances, no large slice
+    regressed beyond its bound): see :func:`housing_assets.ml.gate.gate_decision`."""
+    return gate_decision(gate_rows, gate_rows[TARGET].to_numpy(), challenger, champion, rules)
 
 
 # MLflow error codes meaning "there is no such model or alias" (anything else is the registry
@@ -268,13 +281,24 @@ class ModelRegistry:
             local = verify_model_version(self.client, self.name, version, tmp)
             return mlflow.pyfunc.load_model(str(local))
 
+    def split_scheme(self, version: str) -> str | None:
+        """The split a version was registered under (None: before the gate split existed)."""
+        return self.client.get_model_version(self.name, version).tags.get("split_scheme")
+
     def record_decision(
-        self, version: str, promote: bool, reason: str, previous: str | None
+        self,
+        version: str,
+        promote: bool,
+        reason: str,
+        previous: str | None,
+        evidence: str | None = None,
     ) -> list[str]:
-        """Tag the decision; on promotion move ``champion`` (remembering the previous one).
-        Returns the version's aliases."""
+        """Tag the decision (and ``evidence``, the gate's compact JSON); on promotion move
+        ``champion`` (remembering the previous one). Returns the version's aliases."""
         verdict = ("promoted: " if promote else "kept champion: ") + reason
         self.client.set_model_version_tag(self.name, version, "promotion_decision", verdict)
+        if evidence is not None:
+            self.client.set_model_version_tag(self.name, version, "promotion_gate", evidence)
         if promote:
             if previous:
                 self.client.set_model_version_tag(self.name, version, "previous_champion", previous)
@@ -287,10 +311,51 @@ class Registration:
     """What publishing a fitted model did: the new version, and the gate's decision."""
 
     model: RegisteredModel
-    fitted: FittedModel
+    fitted: FittedModel  # with its test predictions (scored after the decision)
     promoted: bool
     reason: str
     description: str
+    decision: GateDecision  # the gate's own verdict (``promoted`` may be forced)
+
+
+class GateSplitMissingError(RuntimeError):
+    """The split has no gate rows: it was stored before the gate split existed."""
+
+
+def gate_champion(
+    registry: ModelRegistry,
+    previous: str | None,
+    split: HousingSplit,
+    fitted: FittedModel,
+    rules: GateRules,
+) -> GateDecision:
+    """The gate: challenger and champion on the same gate rows. A champion registered under
+    another split scheme may have been fitted on these gate rows, so its score there would be
+    flattering: the challenger then becomes the first champion of this scheme (recorded)."""
+    if split.gate is None or fitted.gate_predictions is None:
+        raise GateSplitMissingError(
+            "train_test_split has no gate rows (stored before the gate split): materialize "
+            "raw_housing and everything downstream again"
+        )
+    gate = split.gate
+    champion_predictions = None
+    unfair = None
+    if previous:
+        scheme = registry.split_scheme(previous)
+        if scheme != SPLIT_SCHEME:
+            unfair = (
+                f"champion v{previous} was registered under split "
+                f"{scheme or 'without a gate'}, not {SPLIT_SCHEME}, and may have been fitted on "
+                "these gate rows: no fair comparison; the challenger becomes the first champion "
+                "of this split"
+            )
+        else:
+            champion = registry.load(previous)
+            champion_predictions = np.asarray(champion.predict(gate[FEATURE_COLUMNS]), float)
+    decision = promotion_decision(gate, fitted.gate_predictions, champion_predictions, rules)
+    if unfair:
+        decision.reason = unfair
+    return decision
 
 
 def publish_model(
@@ -301,9 +366,16 @@ def publish_model(
     settings: RegistrationSettings,
     dagster_run_id: str,
 ) -> Registration:
-    """Log and register ``fitted`` (inside the caller's active MLflow run) with its description,
-    tags, metrics and config, then apply the promotion gate: the challenger against the current
-    champion on the same test rows; ``champion`` moves when it is at least as good."""
+    """Apply the promotion gate (the challenger against the current champion on the same gate
+    rows), then score the challenger once on the test rows for its report, log and register it
+    (inside the caller's active MLflow run) with its description, tags, metrics and config, and
+    move ``champion`` when the gate passed."""
+    previous = registry.champion_version()
+    decision = gate_champion(registry, previous, split, fitted, settings.gate_rules())
+    promote, reason = decision.promote, decision.reason
+    if settings.force_promote and not promote:
+        promote, reason = True, f"forced by configuration ({reason})"
+    fitted = score_on_test(fitted, split)  # after the decision: the one look at the test rows
     metrics, source = fitted.test_metrics, split.source
     description = model_description(
         tuned.family,
@@ -314,6 +386,7 @@ def publish_model(
         source.url,
         source.sha256,
         dagster_run_id,
+        gate_markdown(decision, forced=settings.force_promote),
     )
     model_config = {
         "family": tuned.family,
@@ -325,6 +398,7 @@ def publish_model(
         "target_transform": "log",
         "seeds": list(fitted.seeds),
         "data": source.as_dict(),
+        "split_scheme": SPLIT_SCHEME,
     }
     version, mlflow_run_id = registry.log_and_register(
         fitted.pipeline,
@@ -335,25 +409,15 @@ def publish_model(
         {
             **{f"test_{k}": v for k, v in metrics.items()},
             **{f"cv_{k}": v for k, v in tuned.cv_metrics.items()},
+            **{f"gate_{k}": v for k, v in decision.challenger_metrics.items()},
         },
         {
             "model_config.yaml": yaml.safe_dump(model_config, sort_keys=False),
             "feature_importances.csv": fitted.importances.to_csv(index=False),
+            "promotion_gate_slices.csv": decision.slices.to_csv(index=False),
         },
     )
-    previous = registry.champion_version()
-    champion_metrics = None
-    if previous:
-        champion = registry.load(previous)
-        champion_metrics = regression_metrics(
-            split.test[TARGET], champion.predict(split.test[FEATURE_COLUMNS])
-        )
-    promote, reason = promotion_decision(
-        metrics, champion_metrics, settings.wmape_tolerance_pp, settings.rmse_tolerance
-    )
-    if settings.force_promote and not promote:
-        promote, reason = True, f"forced by configuration ({reason})"
-    aliases = registry.record_decision(version, promote, reason, previous)
+    aliases = registry.record_decision(version, promote, reason, previous, decision.as_json())
     model = RegisteredModel(
         name=registry.name,
         version=version,
@@ -365,4 +429,4 @@ def publish_model(
         cv_metrics=tuned.cv_metrics,
         aliases=aliases,
     )
-    return Registration(model, fitted, promote, reason, description)
+    return Registration(model, fitted, promote, reason, description, decision)

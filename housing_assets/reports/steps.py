@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,13 @@ from housing_assets.datasets import (
 )
 from housing_assets.ml.metrics import METRIC_NAMES, rounded_metric
 from housing_assets.ml.schema import NUMERIC_FEATURES, TARGET
-from housing_assets.ml.split import SPLIT_COLUMN, SPLIT_COLUMNS, income_category
+from housing_assets.ml.split import (
+    SPLIT_COLUMN,
+    SPLIT_COLUMNS,
+    SPLIT_SCHEME,
+    income_category,
+    straddling_districts,
+)
 from housing_assets.reports import plots
 from housing_assets.reports.evidence import Evidence, MlflowRecord
 
@@ -32,6 +39,7 @@ def raw_evidence(raw) -> Evidence:
         values={
             "rows": len(frame),
             "train_rows": int((frame[SPLIT_COLUMN] == "train").sum()),
+            "gate_rows": int((frame[SPLIT_COLUMN] == "gate").sum()),
             "test_rows": int((frame[SPLIT_COLUMN] == "test").sum()),
             "source_url": raw.source.url,
             "sha256": raw.source.sha256,
@@ -120,7 +128,8 @@ def geo_evidence(geo: GeoFeatures, config: Mapping[str, Any], metric: str, k_gri
 
 
 def split_evidence(split: HousingSplit, raw: pd.DataFrame) -> Evidence:
-    sides = (("overall", raw), ("train", split.train), ("test", split.test))
+    gate = split.gate if split.gate is not None else split.train.iloc[:0]
+    sides = (("overall", raw), ("train", split.train), ("gate", gate), ("test", split.test))
     shares = pd.DataFrame(
         {
             f"{name}_pct": income_category(rows["median_income"]).value_counts(normalize=True)
@@ -133,8 +142,12 @@ def split_evidence(split: HousingSplit, raw: pd.DataFrame) -> Evidence:
         wandb=False,
         values={
             "train_rows": len(split.train),
+            "gate_rows": len(gate),
             "test_rows": len(split.test),
             "test_pct": round(100 * len(split.test) / len(raw), 2),
+            "gate_pct": round(100 * len(gate) / len(raw), 2),
+            "split_scheme": SPLIT_SCHEME,
+            "districts_on_several_sides": len(straddling_districts(raw, raw[SPLIT_COLUMN])),
         },
         markdown={"income_category_shares": shares.mul(100).round(2).to_markdown()},
     )
@@ -231,12 +244,14 @@ def tuning_evidence(tuned: TunedParams, search, workers: int, storage: str | Non
 
 def registration_evidence(registration, split: HousingSplit) -> Evidence:
     """``registration``: the registry's :class:`~housing_assets.io.registry.Registration`."""
-    model, fitted = registration.model, registration.fitted
+    model, fitted, decision = registration.model, registration.fitted, registration.decision
     top = fitted.importances.head(15)
     metrics = pd.DataFrame(
         {
             "metric": METRIC_NAMES,
             "cross_validation": [model.cv_metrics.get(m) for m in METRIC_NAMES],
+            "gate_challenger": [decision.challenger_metrics.get(m) for m in METRIC_NAMES],
+            "gate_champion": [(decision.champion_metrics or {}).get(m) for m in METRIC_NAMES],
             "test": [model.test_metrics[m] for m in METRIC_NAMES],
         }
     )
@@ -245,6 +260,11 @@ def registration_evidence(registration, split: HousingSplit) -> Evidence:
     )
     scatter = plots.predicted_vs_actual(split.test[TARGET], fitted.test_predictions)
     test = {f"test_{k}": rounded_metric(k, v) for k, v in model.test_metrics.items()}
+    intervals = {
+        f"gate_{name}_diff_{end}": round(getattr(interval, end), 4)
+        for name, interval in decision.intervals.items()
+        for end in ("point", "low", "high")
+    }
     return Evidence(
         kind=f"model-v{model.version}",
         config={"family": model.family, **model.params, "version": model.version},
@@ -254,12 +274,21 @@ def registration_evidence(registration, split: HousingSplit) -> Evidence:
             "aliases": ", ".join(model.aliases),
             "promoted": registration.promoted,
             "promotion_reason": registration.reason,
+            "gate_passed": decision.promote,
+            "gate_blocked_by": ", ".join(decision.blocked_by) or "nothing",
+            "gate_rows": decision.rows,
+            **intervals,
             "mlflow_run_id": model.run_id,
             **test,
         },
-        summary={**test, "promoted": registration.promoted},
+        summary={**test, "promoted": registration.promoted, "gate_passed": decision.promote},
         markdown={"description": registration.description},
-        tables={"test_metrics": metrics, "feature_importances": fitted.importances.head(20)},
+        json={"promotion_gate": json.loads(decision.as_json())},
+        tables={
+            "test_metrics": metrics,
+            "gate_slices": decision.slices,
+            "feature_importances": fitted.importances.head(20),
+        },
         figures={
             "predicted_vs_actual": plots.to_png(scatter),
             "feature_importance_plot": plots.to_png(importance),

@@ -1,17 +1,19 @@
-"""registered_model: fit the tuned family on every training row and score it once on the test
-rows (publishing it to the registry is ``housing_assets.io.registry``'s)."""
+"""registered_model: fit the tuned family on every training row, predict the gate rows (where
+the promotion gate compares it with the champion) and, once the gate has decided, score it once
+on the test rows (publishing it to the registry is ``housing_assets.io.registry``'s)."""
 
 from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from housing_assets.datasets import HousingSplit, TunedParams
+from housing_assets.ml.gate import GateRules
 from housing_assets.ml.metrics import regression_metrics
 from housing_assets.ml.models import FAMILIES
 from housing_assets.ml.pipeline import (
@@ -21,17 +23,36 @@ from housing_assets.ml.pipeline import (
 )
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
 
+_RULES = GateRules()
+
 
 @dataclass(frozen=True)
 class RegistrationSettings:
-    # The promotion gate: a challenger at most this much worse than the champion on the same
-    # test rows still counts as at least as good (refit noise of equal models).
-    wmape_tolerance_pp: float = 0.1
-    rmse_tolerance: float = 0.01
+    # The promotion gate, on the gate rows (never fitted on): the challenger is blocked when
+    # the lower end of the paired bootstrap interval of (challenger - champion) exceeds one of
+    # these tolerances (worse beyond refit noise, with (1 + confidence) / 2 confidence) ...
+    wmape_tolerance_pp: float = _RULES.wmape_tolerance_pp
+    rmse_tolerance: float = _RULES.rmse_tolerance
+    # ... and no slice (ocean_proximity, income quintile, region) with at least
+    # slice_min_rows gate rows may be worse by more than slice_wmape_bound_pp points of wMAPE.
+    slice_min_rows: int = _RULES.slice_min_rows
+    slice_wmape_bound_pp: float = _RULES.slice_wmape_bound_pp
+    bootstrap_resamples: int = _RULES.bootstrap_resamples
+    confidence: float = _RULES.confidence  # of the two-sided interval
     force_promote: bool = False
     # The registered model averages this many fits of the tuned regressor with different
     # seeds (1: a single fit); see SeedAveragedRegressor.
     seeds: int = 3
+
+    def gate_rules(self) -> GateRules:
+        return GateRules(
+            wmape_tolerance_pp=self.wmape_tolerance_pp,
+            rmse_tolerance=self.rmse_tolerance,
+            slice_min_rows=self.slice_min_rows,
+            slice_wmape_bound_pp=self.slice_wmape_bound_pp,
+            bootstrap_resamples=self.bootstrap_resamples,
+            confidence=self.confidence,
+        )
 
 
 def final_seeds(count: int, first: int | None) -> tuple[int, ...]:
@@ -49,18 +70,20 @@ def final_seeds(count: int, first: int | None) -> tuple[int, ...]:
 @dataclass
 class FittedModel:
     pipeline: Any  # raw feature columns -> price: every fitted transformer inside
-    test_predictions: np.ndarray
-    test_metrics: dict[str, float]
+    gate_predictions: np.ndarray | None  # None: the split has no gate rows
     importances: pd.DataFrame
     seeds: tuple[int, ...]  # of the averaged fits (none: one fit of a regressor without a seed)
     seconds: float  # fitting and scoring, without the registry
+    # Filled by score_on_test, after the promotion decision: the test rows are read once.
+    test_predictions: np.ndarray | None = None
+    test_metrics: dict[str, float] | None = None
 
 
-def fit_final_model(
+def fit_challenger(
     split: HousingSplit, tuned: TunedParams, *, threads: int, seeds: int
 ) -> FittedModel:
-    """One pipeline from the raw columns to the price, fitted on all training rows (the mean
-    of ``seeds`` fits of the tuned regressor) and scored once on the test rows."""
+    """One pipeline from the raw columns to the price, fitted on the training rows only (the
+    mean of ``seeds`` fits of the tuned regressor), with its predictions on the gate rows."""
     start = time.perf_counter()
     family = FAMILIES[tuned.family]
     tuned_regressor = family.build(tuned.params, threads, seed=tuned.params.get("random_state"))
@@ -68,12 +91,33 @@ def fit_final_model(
     regressor = SeedAveragedRegressor(tuned_regressor, fit_seeds)
     pipeline = build_model_pipeline(split.spec, regressor, scale=family.scale)
     pipeline.fit(split.train[FEATURE_COLUMNS], split.train[TARGET])
-    predictions = pipeline.predict(split.test[FEATURE_COLUMNS])
+    gate = split.gate
     return FittedModel(
         pipeline=pipeline,
-        test_predictions=predictions,
-        test_metrics=regression_metrics(split.test[TARGET], predictions),
+        gate_predictions=None
+        if gate is None or gate.empty
+        else pipeline.predict(gate[FEATURE_COLUMNS]),
         importances=feature_importances(pipeline),
         seeds=fit_seeds,
         seconds=time.perf_counter() - start,
     )
+
+
+def score_on_test(fitted: FittedModel, split: HousingSplit) -> FittedModel:
+    """``fitted`` with its predictions and metrics on the test rows: the one look at them."""
+    start = time.perf_counter()
+    predictions = fitted.pipeline.predict(split.test[FEATURE_COLUMNS])
+    return replace(
+        fitted,
+        test_predictions=predictions,
+        test_metrics=regression_metrics(split.test[TARGET], predictions),
+        seconds=fitted.seconds + time.perf_counter() - start,
+    )
+
+
+def fit_final_model(
+    split: HousingSplit, tuned: TunedParams, *, threads: int, seeds: int
+) -> FittedModel:
+    """The step without the registry (no gate to pass): fit, predict the gate rows, and
+    score once on the test rows."""
+    return score_on_test(fit_challenger(split, tuned, threads=threads, seeds=seeds), split)

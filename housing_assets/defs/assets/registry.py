@@ -5,7 +5,8 @@ from housing_assets.defs.assets.config import config_for
 from housing_assets.io.registry import ModelRegistry, publish_model
 from housing_assets.reports.steps import registration_evidence
 from housing_assets.resources import Compute, Tracking
-from housing_assets.steps import RegistrationSettings, fit_final_model
+from housing_assets.steps import RegistrationSettings
+from housing_assets.steps.final_model import fit_challenger
 
 RegistrationConfig = config_for(RegistrationSettings)
 
@@ -19,12 +20,13 @@ def registered_model(
     tracking: Tracking,
     compute: Compute,
 ) -> RegisteredModel:
-    """One pipeline from the raw columns to the price, fitted on all training rows, scored once
-    on the test rows, registered in MLflow and promoted to `champion` when it is at least as good
-    as the current champion on the same test rows."""
+    """One pipeline from the raw columns to the price, fitted on the training rows, compared
+    with the current champion on the same gate rows (never fitted on; paired bootstrap
+    intervals and slices), then scored once on the test rows, registered in MLflow, and
+    promoted to `champion` when the gate finds it no worse."""
     settings = config.to_settings()
     fitted = compute.run(
-        context, fit_final_model, train_test_split, tuned_params, seeds=settings.seeds
+        context, fit_challenger, train_test_split, tuned_params, seeds=settings.seeds
     )
     registry = ModelRegistry(tracking.mlflow.client(), tracking.mlflow.registered_model_name)
     with tracking.mlflow.start_run(f"registered_model-{tuned_params.family}"):
