@@ -250,3 +250,32 @@ def test_renamed_metadata_labels_change_nothing_a_retrain_does(tmp_path, raw_fra
     ops = result.run_config["ops"]
     assert ops["imputed_housing"]["config"]["strategies"] == ["knn", "median"]
     assert ops["geo_features"]["config"]["k_grid"] == [15]
+
+
+def test_retune_reasons_read_the_gate_verdict_not_the_promotion():
+    """A retrain whose challenger failed the gate on its gate rows retunes, naming what
+    blocked it, even when the promotion was forced; one that passed does not."""
+    from dagster import AssetKey, AssetMaterialization
+
+    from housing_assets.defs.sensors import retune_reasons
+
+    with DagsterInstance.ephemeral() as instance:
+
+        def registered(**metadata):
+            instance.report_runless_asset_event(
+                AssetMaterialization("registered_model", metadata=metadata)
+            )
+            event = instance.get_latest_materialization_event(AssetKey("registered_model"))
+            return retune_reasons(instance, event.run_id)
+
+        assert registered(promoted=True, gate_passed=True, gate_blocked_by="nothing") == []
+        (reason,) = registered(
+            promoted=True,  # forced
+            gate_passed=False,
+            gate_blocked_by="ocean_proximity=INLAND",
+            promotion_reason="forced by configuration (...)",
+        )
+        assert "failed the promotion gate on the gate rows" in reason
+        assert "blocked by ocean_proximity=INLAND" in reason
+        # Recorded before the gate split: only `promoted`.
+        assert len(registered(promoted=False, promotion_reason="old")) == 1
