@@ -1,6 +1,7 @@
 # One image for the Dagster webserver, the daemon, this code location, the MLflow server and the
 # model server (see docker-compose.yaml):
-#   webserver:     dagster-webserver -h 0.0.0.0 -p 3000 -w deploy/workspace.yaml
+#   webserver:     housing-webserver -h 0.0.0.0 -p 3000 -w deploy/workspace.yaml (Dagster's,
+#                  behind a password: housing_assets/platform/webserver.py)
 #   daemon:        dagster-daemon run -w deploy/workspace.yaml
 #   code location: housing-code-server -h 0.0.0.0 -p 4000 -m housing_assets.definitions (default;
 #                  Dagster's code server whose runs start with their imports done, see
@@ -48,8 +49,10 @@ COPY workspace.yaml dagster.yaml ./
 COPY housing_assets/defs/smoke.yaml ./configs/smoke.yaml
 COPY deploy ./deploy
 # The instance file is written into DAGSTER_HOME by the entry point (deploy/entrypoint.sh).
-RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR/landing" \
-    && chown -R housing:housing "$DAGSTER_HOME" "$HOUSING_DATA_DIR"
+# The other folders are where compose mounts its volumes (a new volume takes the owner of the
+# folder it is mounted on): assets, compute logs, and the MLflow server's store.
+RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR/landing" /opt/dagster/logs /opt/mlflow \
+    && chown -R housing:housing "$DAGSTER_HOME" "$HOUSING_DATA_DIR" /opt/dagster/logs /opt/mlflow
 
 USER 1000:1000
 EXPOSE 3000 4000 5000 5001

@@ -1,7 +1,9 @@
-"""The shipped deployment, driven like a user: `docker compose up --build` with the dataset
-mounted read-only, a run submitted through the webserver's GraphQL API, predictions over HTTP, a
-batch landing in the stack's data volume retrained and served without a restart, a malformed
-batch quarantined, the registry read through MLflow's REST API, `docker compose down -v`.
+"""The shipped deployment, driven like a user: the README's secret files, `docker compose up
+--build` with the dataset mounted read-only, a run submitted through the webserver's GraphQL API
+(behind its password), predictions over HTTP, a batch landing in the stack's data volume
+retrained and served without a restart, a malformed batch quarantined, the registry read through
+MLflow's REST API, least privilege checked (who holds which secret, MLflow accounts, PostgreSQL
+roles, volumes), `docker compose down -v`.
 
 Needs a Docker engine and compose (v2 plugin or docker-compose 1.29). `.ci/run` provides both
 (and local stand-ins for the public base images where no registry is reachable) and sets
@@ -23,9 +25,11 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 from housing_assets_testkit import REPO_ROOT, free_port, wait_for
 
@@ -33,6 +37,22 @@ pytestmark = pytest.mark.deployment
 
 COMPOSE_FILES = ["docker-compose.yaml", "deploy/docker-compose.local-dataset.yaml"]
 SERVICES = ["postgres", "mlflow", "code", "webserver", "daemon", "model"]
+# The README's secret files, and the services that get each (docker-compose.yaml).
+SECRET_FILES = {
+    "dagster_db_password": {"postgres", "code", "webserver", "daemon"},
+    "mlflow_db_password": {"postgres", "mlflow"},
+    "optuna_db_password": {"postgres", "code"},
+    "mlflow_admin_password": {"mlflow"},
+    "mlflow_pipeline_password": {"code"},
+    "mlflow_reader_password": {"model"},
+    "mlflow_secret_key": {"mlflow"},
+    "ui_password": {"webserver"},
+}
+MLFLOW_ACCOUNTS = {
+    "admin": "mlflow_admin_password",
+    "pipeline": "mlflow_pipeline_password",
+    "model-reader": "mlflow_reader_password",
+}
 ROW = {
     "longitude": -122.23,
     "latitude": 37.88,
@@ -112,16 +132,25 @@ class Stack:
             states[service] = health if running == "running" else running
         return states
 
-    def exec(self, service: str, command: str, stdin: bytes | None = None) -> str:
-        """A shell command inside the service's container (as the image's user)."""
+    def exec(
+        self, service: str, command: str, stdin: bytes | None = None, check: bool = True
+    ) -> str:
+        """A shell command inside the service's container (as the image's user); its output,
+        or with check=False its output and errors, whatever its exit status."""
         result = subprocess.run(
             ["docker", "exec", "-i", self.container(service), "sh", "-c", command],
             input=stdin,
             capture_output=True,
             timeout=60,
         )
+        if not check:
+            return (result.stdout + result.stderr).decode()
         assert result.returncode == 0, result.stderr.decode()
         return result.stdout.decode()
+
+    def secret(self, name: str) -> str:
+        """A secret as the user wrote it into the secrets folder."""
+        return (Path(self.env["HOUSING_SECRETS_DIR"]) / name).read_text().strip()
 
     def logs(self, services: list[str], lines: int = 60) -> str:
         return self.run("logs", "--no-color", "--tail", str(lines), *services, check=False).stdout
@@ -152,10 +181,11 @@ def batch_csv(raw_frame, seed: int, n: int = 150) -> bytes:
 
 
 def land(stack: Stack, name: str, data: bytes) -> None:
-    """Drop a batch into the landing folder in the stack's data volume: write, then rename."""
+    """Drop a batch into the landing folder in the stack's data volume (mounted in the code
+    service alone): write, then rename."""
     folder = "/opt/dagster/data/landing"
     stack.exec(
-        "daemon",
+        "code",
         f"cat > {folder}/.{name}.partial && mv {folder}/.{name}.partial {folder}/{name}",
         stdin=data,
     )
@@ -187,8 +217,9 @@ class RequestLoop(threading.Thread):
 
 @pytest.fixture
 def stack_env(tmp_path, housing_tgz) -> dict[str, str]:
-    """The user's environment for the stack: a fresh database password, the dataset's path, a
-    (stand-in) GCP key file, quick retraining, free host ports."""
+    """The user's environment for the stack: the README's secret files (in a folder of the test's
+    own), the dataset's path, a (stand-in) GCP key file and W&B key, quick retraining, free host
+    ports."""
     if compose_command() is None or not docker_engine_answers():
         message = "no Docker engine or compose here (.ci/run installs and starts them)"
         if os.environ.get("HOUSING_REQUIRE_DOCKER"):
@@ -197,6 +228,11 @@ def stack_env(tmp_path, housing_tgz) -> dict[str, str]:
     key = tmp_path / "gcp-key.json"
     key.write_text(json.dumps({"type": "service_account", "project_id": "housing-test"}))
     key.chmod(0o644)
+    folder = tmp_path / "secrets"
+    folder.mkdir(mode=0o700)
+    for name in SECRET_FILES:  # as the README's command: openssl rand -hex 16, chmod 644
+        (folder / name).write_text(secrets.token_hex(16) + "\n")
+        (folder / name).chmod(0o644)
     env = {
         k: v
         for k, v in os.environ.items()
@@ -204,9 +240,8 @@ def stack_env(tmp_path, housing_tgz) -> dict[str, str]:
     }
     return {
         **env,
-        "POSTGRES_PASSWORD": secrets.token_hex(16),
-        "MLFLOW_ADMIN_PASSWORD": secrets.token_hex(16),
-        "MLFLOW_SECRET_KEY": secrets.token_hex(16),
+        "HOUSING_SECRETS_DIR": str(folder),
+        "WANDB_API_KEY": secrets.token_hex(20),  # W&B stays offline (WANDB_MODE)
         "HOUSING_DATASET": str(housing_tgz),
         "HOUSING_RETRAIN_CONFIG": "/opt/dagster/app/configs/smoke.yaml",
         "HOUSING_SENSOR_INTERVAL_S": "5",
@@ -276,9 +311,15 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     assert status == 503 and "champion" in body["message"], body
     with urllib.request.urlopen(stack.url("MODEL_PORT", "/status"), timeout=10) as response:
         assert json.loads(response.read())["state"] == "waiting for the alias"
+    check_least_privilege(stack)
 
-    # 1. A run through the webserver's GraphQL API, with the real client (quick configuration).
-    client = DagsterGraphQLClient("127.0.0.1", port_number=stack.ports["DAGSTER_PORT"])
+    # 1. A run through the webserver's GraphQL API, with the real client (quick configuration),
+    # as the UI's user; without the password, or by a GET, nothing is launched.
+    ui_auth = requests.auth.HTTPBasicAuth("operator", stack.secret("ui_password"))
+    client = DagsterGraphQLClient(
+        "127.0.0.1", port_number=stack.ports["DAGSTER_PORT"], auth=ui_auth
+    )
+    check_ui_guard(stack, ui_auth)
     start = time.monotonic()
     run_id = client.submit_job_execution("housing_smoke_job")
     final = wait_for(
@@ -318,7 +359,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     loop.stop.set()
     loop.join()
     assert set(loop.statuses) == {200}, loop.statuses
-    assert stack.exec("daemon", "ls /opt/dagster/data/landing/accepted").split() == [
+    assert stack.exec("code", "ls /opt/dagster/data/landing/accepted").split() == [
         "batch-001.csv"
     ]
 
@@ -331,7 +372,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     land(stack, "batch-002.csv", ("\n".join(bad) + "\n").encode())
     reason_file = "/opt/dagster/data/landing/quarantine/batch-002.csv.reason.txt"
     reason = wait_for(
-        lambda: stack.exec("daemon", f"cat {reason_file} 2>/dev/null || true"),
+        lambda: stack.exec("code", f"cat {reason_file} 2>/dev/null || true"),
         120,
         "the malformed batch to be quarantined",
         poll_s=2,
@@ -340,8 +381,10 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     assert predict(stack, [ROW])[2] == "2"
 
     # 5. The registry through MLflow's REST API, which asks who is calling: anonymous callers
-    # can neither read nor move the champion (models are pickles: a registered model runs code).
-    def mlflow_api(path: str, user: str | None = "admin", data: dict | None = None):
+    # can neither read nor move the champion, and the model server's read-only account can read
+    # but neither move an alias nor register a version (models are pickles: a registered model
+    # runs code). The model server keeps serving.
+    def mlflow_api(path: str, user: str | None = "model-reader", data: dict | None = None):
         request = urllib.request.Request(
             stack.url("MLFLOW_PORT", f"/api/2.0/mlflow/{path}"),
             data=json.dumps(data).encode() if data else None,
@@ -349,7 +392,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
             method="POST" if data else "GET",
         )
         if user:
-            token = f"{user}:{stack.env['MLFLOW_ADMIN_PASSWORD']}".encode()
+            token = f"{user}:{stack.secret(MLFLOW_ACCOUNTS[user])}".encode()
             request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -367,6 +410,15 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     assert mlflow_api("registered-models/get?name=housing_price_model", user=None)[0] == 401
     move = {"name": "housing_price_model", "alias": "champion", "version": "1"}
     assert mlflow_api("registered-models/alias", user=None, data=move)[0] == 401
+    assert mlflow_api("registered-models/alias", data=move)[0] == 403
+    # Artifacts go through the server's proxy (only the MLflow service mounts the store).
+    status, body = mlflow_api("model-versions/get-download-uri?name=housing_price_model&version=2")
+    assert body["artifact_uri"].startswith("mlflow-artifacts:/"), body
+    register = {"name": "housing_price_model", "source": body["artifact_uri"]}
+    assert mlflow_api("model-versions/create", data=register)[0] == 403
+    status, body = mlflow_api("registered-models/get?name=housing_price_model")
+    assert {a["alias"]: a["version"] for a in body["registered_model"]["aliases"]} == aliases
+    assert predict(stack, [ROW])[:1] == (200,) and predict(stack, [ROW])[2] == "2"
     with urllib.request.urlopen(stack.url("MLFLOW_PORT", "/health"), timeout=10) as response:
         assert response.status == 200  # the health check needs no credentials
 
@@ -392,3 +444,75 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     )
     assert no_key.stdout.strip() == "unset", no_key.stderr
     return timings
+
+
+def check_least_privilege(stack: Stack) -> None:
+    """Each service holds only its own secret files; the webserver and daemon hold no MLflow,
+    W&B or GCP credential; only the MLflow server mounts its store; each PostgreSQL role reaches
+    its own database alone, and the superuser has no password."""
+    for service in SERVICES:
+        held = set(stack.exec(service, "ls /run/secrets 2>/dev/null || true").split())
+        expected = {name for name, users in SECRET_FILES.items() if service in users}
+        if service == "code":
+            expected.add("gcp_key")
+        assert held == expected, (service, held)
+    credentials = [stack.secret(f) for f in MLFLOW_ACCOUNTS.values()] + [stack.env["WANDB_API_KEY"]]
+    for service in ("webserver", "daemon"):
+        env = stack.exec(service, "env")
+        for variable in ("MLFLOW_TRACKING", "WANDB_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"):
+            assert variable not in env, (service, variable)
+        process_env = stack.exec(service, "tr '\\0' '\\n' < /proc/1/environ")
+        assert "DAGSTER_POSTGRES_PASSWORD=" in process_env  # the entry point's export
+        assert not any(c in process_env for c in credentials), service
+    # The code service's W&B key reaches it; its MLflow password only as a file, which the
+    # entry point reads for the service's own process.
+    assert stack.env["WANDB_API_KEY"] in stack.exec("code", "tr '\\0' '\\n' < /proc/1/environ")
+    assert "MLFLOW_TRACKING_PASSWORD=" not in stack.exec("code", "env")
+    # The artifact store and MLflow's accounts: on the MLflow server's volume alone.
+    for service in ("code", "webserver", "daemon", "model"):
+        assert " /opt/mlflow " not in stack.exec(service, "cat /proc/mounts"), service
+    assert "auth.db" in stack.exec("mlflow", "ls /opt/mlflow")
+    assert " /opt/dagster/data " not in stack.exec("webserver", "cat /proc/mounts")
+    # PostgreSQL: each role connects to its own database only; the superuser has no password.
+    # (over the compose network, as the services connect: the image trusts loopback)
+    psql = "PGPASSWORD=$(cat /run/secrets/{0}_db_password) psql -h postgres -U {0} -d {1} -c ''"
+    for role in ("dagster", "mlflow", "optuna"):
+        assert stack.exec("postgres", psql.format(role, role), check=False).strip() == ""
+        other = "optuna" if role == "dagster" else "dagster"
+        refused = stack.exec("postgres", psql.format(role, other), check=False)
+        assert "permission denied for database" in refused, (role, refused)
+    superuser = stack.exec(
+        "postgres",
+        "PGPASSWORD=dropped-by-init-databases-sql psql -h postgres -U postgres -d postgres -c ''",
+        check=False,
+    )
+    assert "password authentication failed" in superuser, superuser
+
+
+def check_ui_guard(stack: Stack, auth: requests.auth.HTTPBasicAuth) -> None:
+    """The webserver answers GraphQL only to the UI's user, by JSON POST, under an allowed
+    host name; a GET that carries a mutation launches nothing."""
+    graphql = stack.url("DAGSTER_PORT", "/graphql")
+    count = {"query": "{ runsOrError { ... on Runs { count } } }"}
+
+    def runs() -> int:
+        response = requests.post(graphql, json=count, auth=auth, timeout=30)
+        response.raise_for_status()
+        return response.json()["data"]["runsOrError"]["count"]
+
+    assert requests.post(graphql, json=count, timeout=30).status_code == 401
+    wrong = requests.auth.HTTPBasicAuth("operator", "not-" + stack.secret("ui_password"))
+    assert requests.post(graphql, json=count, auth=wrong, timeout=30).status_code == 401
+    foreign = {"Host": "attacker.example"}
+    response = requests.post(graphql, json=count, auth=auth, headers=foreign, timeout=30)
+    assert response.status_code == 421, response.status_code  # Misdirected Request
+    before = runs()
+    launch = (
+        "mutation { launchRun(executionParams: {selector: {repositoryLocationName: "
+        '"housing_assets", repositoryName: "__repository__", jobName: "housing_smoke_job"}}) '
+        "{ __typename } }"
+    )
+    response = requests.get(graphql, params={"query": launch}, auth=auth, timeout=30)
+    assert 400 <= response.status_code < 500, response.status_code
+    time.sleep(2)
+    assert runs() == before

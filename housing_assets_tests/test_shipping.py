@@ -15,42 +15,86 @@ from housing_assets_testkit import REPO_ROOT
 def test_compose_runs_the_services_on_one_image():
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "mlflow", "code", "webserver", "daemon", "model"}
-    for name in ("code", "webserver", "daemon", "mlflow", "model"):
+    assert set(services) == {
+        *("postgres", "mlflow", "mlflow-users", "code", "webserver", "daemon", "model")
+    }
+    for name in ("code", "webserver", "daemon", "mlflow", "mlflow-users", "model"):
         assert services[name]["build"]["context"] == "."
         assert services[name]["image"] == "housing-assets:latest"
-        assert "healthcheck" in services[name]
+        assert name == "mlflow-users" or "healthcheck" in services[name]  # a one-shot step
     assert "healthcheck" in services["postgres"]
     for name, service in services.items():  # published on loopback unless the user opts in
         for port in service.get("ports", []):
             assert port.startswith("${HOUSING_BIND:-127.0.0.1}:"), (name, port)
-    assert "PASSWORD: ${POSTGRES_PASSWORD:?" in (REPO_ROOT / "docker-compose.yaml").read_text()
     assert services["model"]["command"].startswith("housing-serve ")
     assert services["model"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert "dagster-webserver" in services["webserver"]["command"]
+    assert services["webserver"]["command"].startswith("housing-webserver ")
     assert "dagster-daemon run" in services["daemon"]["command"]
-    env = services["daemon"]["environment"]
-    for variable in (
-        "HOUSING_GCS_BUCKET",
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "STORAGE_EMULATOR_HOST",
-        "MLFLOW_TRACKING_URI",
-    ):
-        assert variable in env
     instance = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     assert "postgres" in instance["storage"]
 
 
+def test_compose_services_get_only_their_own_secrets():
+    """Least privilege: secrets as files, each to the services that use it; MLflow accounts
+    per role; the MLflow store on the MLflow server's volume alone."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    held = {name: set(service.get("secrets", [])) for name, service in services.items()}
+    assert held == {
+        "postgres": {"dagster_db_password", "mlflow_db_password", "optuna_db_password"},
+        "mlflow": {"mlflow_db_password", "mlflow_admin_password", "mlflow_secret_key"},
+        "mlflow-users": {
+            "mlflow_admin_password",
+            "mlflow_pipeline_password",
+            "mlflow_reader_password",
+        },
+        "code": {
+            "dagster_db_password",
+            "optuna_db_password",
+            "mlflow_pipeline_password",
+            "gcp_key",
+        },
+        "webserver": {"dagster_db_password", "ui_password"},
+        "daemon": {"dagster_db_password"},
+        "model": {"mlflow_reader_password"},
+    }
+    for name, secret in compose["secrets"].items():
+        assert set(secret) == {"file"}, name
+    env = {name: service.get("environment", {}) for name, service in services.items()}
+    assert env["code"]["MLFLOW_TRACKING_USERNAME"] == "pipeline"
+    assert env["model"]["MLFLOW_TRACKING_USERNAME"] == "model-reader"
+    assert env["mlflow-users"]["MLFLOW_TRACKING_USERNAME"] == "admin"
+    for name in ("webserver", "daemon"):  # they only ask the code server, over gRPC
+        assert not any(k.startswith(("MLFLOW_", "WANDB_", "GOOGLE_")) for k in env[name]), name
+    for name, variables in env.items():  # passwords arrive as files, never as values
+        for key, value in variables.items():
+            assert not key.endswith(("PASSWORD", "SECRET_KEY")) or key == "POSTGRES_PASSWORD"
+            assert "${" not in str(value) or "PASSWORD" not in str(value), (name, key)
+    mounts = {name: [v.split(":")[0] for v in s.get("volumes", [])] for name, s in services.items()}
+    assert [name for name, volumes in mounts.items() if "mlflow" in volumes] == ["mlflow"]
+    assert [name for name, volumes in mounts.items() if "data" in volumes] == ["code"]
+    assert "/opt/mlflow/" in (REPO_ROOT / "deploy" / "mlflow-auth.ini").read_text()
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
-def test_compose_file_validates():
+def test_compose_file_validates(tmp_path):
     command = ["docker-compose", "-f", "docker-compose.yaml", "config", "-q"]
-    secrets = ("POSTGRES_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY")
-    env = {k: v for k, v in os.environ.items() if k not in secrets}
-    refused = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    assert refused.returncode != 0 and "set POSTGRES_PASSWORD" in refused.stderr
-    env.update(dict.fromkeys(secrets, "from-the-users-env"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOUSING_", "GOOGLE_"))}
+    env["HOUSING_SECRETS_DIR"] = str(tmp_path)
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    gcs = [*command[:3], "-f", "deploy/docker-compose.gcs.yaml", *command[3:]]
+    result = subprocess.run(gcs, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_creates_every_secret_the_stack_reads():
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+    files = {n for n, s in compose["secrets"].items() if "HOUSING_SECRETS_DIR" in s["file"]}
+    readme = (REPO_ROOT / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if "openssl rand" in line)
+    assert set(command.split(" in ", 1)[1].split(";", 1)[0].split()) == files
+    assert "secrets/" in (REPO_ROOT / ".gitignore").read_text().splitlines()
 
 
 def test_dockerfile_lints_clean():
