@@ -127,7 +127,7 @@ def test_the_decision_as_compact_json_and_markdown(fitted_pair):
     assert set(data["ci"]) == {"wmape", "rmse"} and data["confidence"] == 0.9
     assert data["ci"]["wmape"]["high"] < 0
     assert len(data["slices"]) == len(decision.slices) and len(text) < 5000
-    assert "| dimension" in decision.slices_markdown()
+    assert "| slice | rows |" in decision.slices_markdown()
 
 
 def test_the_paired_bootstrap_is_seeded_vectorised_and_cheap():
@@ -146,3 +146,35 @@ def test_the_paired_bootstrap_is_seeded_vectorised_and_cheap():
     # The point estimate is the difference of the two models' metrics on all rows.
     wmape = lambda p: 100 * np.abs(p - y).sum() / y.sum()  # noqa: E731
     assert first["wmape"].point == pytest.approx(wmape(a) - wmape(b))
+
+
+def test_the_version_description_fits_the_registrys_column(fitted_pair):
+    """MLflow's model_versions.description holds 5,000 characters on PostgreSQL (SQLite does
+    not enforce it, so only the stack would fail): the description is built to fit, and cut
+    with a note if it ever grows past it."""
+    from housing_assets.io.registry import (
+        MAX_DESCRIPTION_CHARS,
+        gate_markdown,
+        model_description,
+        within_description_limit,
+    )
+
+    _, gate = fitted_pair
+    y = gate[TARGET].to_numpy()
+    decision = gate_decision(gate, y, y * 1.01, y * 1.02, GateRules(slice_min_rows=1))
+    metrics = dict.fromkeys(
+        ["rmse", "mae", "r2", "mape", "smape", "wmape", "median_ape"]
+        + ["within_5pct", "within_10pct", "within_15pct"],
+        12.3456,
+    )
+    description = model_description(
+        "boosting", {f"param_{i}": 0.123456 for i in range(12)}, metrics, metrics,
+        "FeatureSpec(imputation_strategy='iterative_forest', n_clusters=5)",
+        "https://example.com/" + "x" * 200 + "/housing.tgz", "0" * 64, "a" * 36,
+        gate_markdown(decision),
+    )  # fmt: skip
+    assert len(decision.slices) >= 15  # every slice counted here: the longest table there is
+    assert len(description) <= MAX_DESCRIPTION_CHARS, len(description)
+    cut = within_description_limit("x" * 6000)
+    assert len(cut) == MAX_DESCRIPTION_CHARS and cut.rstrip().endswith("full report)")
+    assert within_description_limit(description) == description

@@ -74,7 +74,7 @@ def test_the_gate_decides_on_gate_rows_and_records_its_evidence(registry, split)
     assert gate["promote"] is True and gate["rows"] == len(split.gate)
     assert set(gate["ci"]) == {"wmape", "rmse"}
     assert {s[0] for s in gate["slices"]} == {"ocean_proximity", "income_quintile", "region"}
-    assert "**Promotion gate**" in version.description and "| dimension" in version.description
+    assert "**Promotion gate**" in version.description and "| slice | rows |" in version.description
     assert "| rmse |" in version.description  # the test metrics, reported after the decision
     assert refit.fitted.test_metrics["rmse"] > 0
     assert float(version.tags["rmse"]) == pytest.approx(refit.fitted.test_metrics["rmse"], 0.01)

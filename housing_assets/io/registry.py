@@ -99,6 +99,9 @@ def model_tags(
     }
 
 
+MAX_DESCRIPTION_CHARS = 5000  # model_versions.description in MLflow's SQL schema
+
+
 def input_example(X: pd.DataFrame, n: int = 5) -> pd.DataFrame:
     return X.dropna().head(n)
 
@@ -113,12 +116,21 @@ def gate_markdown(decision: GateDecision, forced: bool = False) -> str:
     table = decision.slices_markdown()
     if table:
         text += f"""
-Slices (wMAPE in %, RMSE in dollars; `regressed`: a slice with enough rows worse by more than
-the bound):
+Slices with enough rows to count (wMAPE in %; `regressed`: worse by more than the bound). Every
+slice, with RMSE, is in the run's `promotion_gate_slices.csv`.
 
 {table}
 """
     return text
+
+
+def within_description_limit(description: str, limit: int = MAX_DESCRIPTION_CHARS) -> str:
+    """``description`` cut to what the registry stores (MLflow's column on PostgreSQL holds
+    5,000 characters; SQLite does not enforce it), saying where the rest is."""
+    if len(description) <= limit:
+        return description
+    note = "\n\n… (cut to the registry's limit: the run's artifacts hold the full report)\n"
+    return description[: limit - len(note)] + note
 
 
 def promotion_decision(
@@ -255,7 +267,9 @@ class ModelRegistry:
         )
         version = str(info.registered_model_version)
         record_model_digest(self.client, self.name, version)  # before any alias can name it
-        self.client.update_model_version(self.name, version, description=description)
+        self.client.update_model_version(
+            self.name, version, description=within_description_limit(description)
+        )
         for key, value in tags.items():
             self.client.set_model_version_tag(self.name, version, key, value)
         self.client.set_registered_model_alias(self.name, CHALLENGER, version)

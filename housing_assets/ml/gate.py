@@ -185,13 +185,20 @@ class GateDecision:
     champion_metrics: dict[str, float] | None = None
 
     def slices_markdown(self) -> str:
-        """The slice table as Markdown (wMAPE in %, RMSE in dollars)."""
+        """The slices that count (enough rows) as a Markdown table of wMAPE in %; every slice,
+        RMSE included, is in the run's ``promotion_gate_slices.csv``."""
         if self.slices.empty:
             return ""
-        table = self.slices.drop(columns=["counted"]).copy()
-        for column in ("champion_rmse", "challenger_rmse"):
-            table[column] = table[column].round(0)
-        return table.to_markdown(index=False, floatfmt=".2f")
+        lines = [
+            "| slice | rows | champion wMAPE | challenger wMAPE | change (pp) | regressed |",
+            "|---|--:|--:|--:|--:|---|",
+        ]  # unpadded: the registry's description column is short (5,000 characters)
+        for s in self.slices[self.slices["counted"]].itertuples():
+            lines.append(
+                f"| {s.dimension}={s.slice} | {s.rows} | {s.champion_wmape:.2f} "
+                f"| {s.challenger_wmape:.2f} | {s.wmape_diff_pp:+.2f} | {'yes' if s.regressed else ''} |"
+            )
+        return "\n".join(lines)
 
     def as_json(self) -> str:
         """Compact JSON for a registry tag: the verdict, intervals and the slice table (one
