@@ -76,25 +76,6 @@ def execute(job: str, run_config: dict, env: dict[str, str], where: Path) -> dic
     return {"job": job, "wall_s": round(wall, 2), "peak_rss_mb": round(peak_kb / 1024, 1)}
 
 
-def tick(zone: Zone, batch) -> tuple[float, object]:
-    """One sensor evaluation with ``batch`` as a new file: (seconds, what it returned)."""
-    from dagster import build_sensor_context
-
-    from housing_assets.defs.sensors import new_batch_sensor
-
-    name = f"batch-{zone.accepted:05d}-{time.time_ns()}.csv"
-    batch.to_csv(zone.landing / name, index=False)
-    start = time.perf_counter()
-    with build_sensor_context(
-        instance=zone.instance, cursor=zone.cursor, resources=zone.resources
-    ) as context:
-        result = new_batch_sensor(context)
-        zone.cursor = context.cursor
-    elapsed = time.perf_counter() - start
-    zone.accepted += 1
-    return elapsed, result
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="housing.tgz")
@@ -130,10 +111,10 @@ def main(argv: list[str] | None = None) -> dict:
         report["bootstrap"] = execute("housing_smoke_job", {}, env, root)
         for level in sorted(args.levels):
             while zone.accepted < level:
-                tick(zone, next(batches))
+                zone.tick(next(batches))
             times, request = [], None
             for _ in range(args.repeats):
-                elapsed, request = tick(zone, next(batches))
+                elapsed, request = zone.evaluate(next(batches))
                 times.append(elapsed)
             if not isinstance(request, RunRequest):
                 raise RuntimeError(f"no run requested at {zone.accepted} batches: {request}")

@@ -84,8 +84,9 @@ class Zone:
                 build_output_context(asset_key=AssetKey("tuned_params")), tuned
             )
 
-    def tick(self, batch, expect_run: bool = True) -> float:
-        """Drop ``batch`` (a DataFrame) as a new file, evaluate the sensor once; its seconds."""
+    def evaluate(self, batch) -> tuple[float, object]:
+        """Drop ``batch`` (a DataFrame) as a new file, evaluate the sensor once: its seconds
+        and what it returned (a ``RunRequest`` when it accepted the file)."""
         from dagster import RunRequest, build_sensor_context
 
         from housing_assets.defs.sensors import new_batch_sensor
@@ -99,9 +100,16 @@ class Zone:
             result = new_batch_sensor(context)
             self.cursor = context.cursor
         elapsed = time.perf_counter() - start
+        self.accepted += isinstance(result, RunRequest)
+        return elapsed, result
+
+    def tick(self, batch, expect_run: bool = True) -> float:
+        """:meth:`evaluate`, checking that a run was (or was not) requested; its seconds."""
+        from dagster import RunRequest
+
+        elapsed, result = self.evaluate(batch)
         if isinstance(result, RunRequest) != expect_run:
-            raise RuntimeError(f"{name}: unexpected outcome {result}")
-        self.accepted += expect_run
+            raise RuntimeError(f"unexpected outcome of a tick: {result}")
         return elapsed
 
 

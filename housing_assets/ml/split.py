@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from housing_assets.ml.batches import BASE_BATCH, BATCH_COLUMN
+from housing_assets.ml.schema import NUMERIC_FEATURES, TARGET
 
 TEST_SIZE = 0.2
 RANDOM_STATE = 42
@@ -100,15 +101,8 @@ def split_sides(raw: pd.DataFrame, gate_fraction: float = GATE_FRACTION) -> pd.S
     return side
 
 
-_MATCH_COLUMNS = [
-    "housing_median_age",
-    "total_rooms",
-    "total_bedrooms",
-    "population",
-    "households",
-    "median_income",
-    "median_house_value",
-]
+# What a re-survey of a district shares with its original besides the coordinates (the key).
+_MATCH_COLUMNS = [*[c for c in NUMERIC_FEATURES if c not in ("longitude", "latitude")], TARGET]
 
 
 def _batch_sides(
