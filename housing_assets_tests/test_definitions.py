@@ -33,7 +33,9 @@ def test_the_smoke_configuration_is_one_file():
     from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 
     link = REPO_ROOT / "configs" / "smoke.yaml"
-    assert link.is_symlink() and link.resolve() == REPO_ROOT / "housing_assets" / "defs" / "smoke.yaml"
+    assert (
+        link.is_symlink() and link.resolve() == REPO_ROOT / "housing_assets" / "defs" / "smoke.yaml"
+    )
     assert SMOKE_RUN_CONFIG["ops"]["tuned_params"]["config"]["n_trials"] == 4
 
 

@@ -359,9 +359,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     loop.stop.set()
     loop.join()
     assert set(loop.statuses) == {200}, loop.statuses
-    assert stack.exec("code", "ls /opt/dagster/data/landing/accepted").split() == [
-        "batch-001.csv"
-    ]
+    assert stack.exec("code", "ls /opt/dagster/data/landing/accepted").split() == ["batch-001.csv"]
 
     # 4. A malformed batch: quarantined with its reason, no run, version 2 keeps serving.
     bad = batch_csv(raw_frame, 2).decode().splitlines()

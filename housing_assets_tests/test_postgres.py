@@ -79,7 +79,9 @@ def test_two_tuning_workers_on_postgres_and_a_dagster_postgres_instance(isolated
         with _command_lines_watched() as command_lines:
             result = materialize_cli("*", env, config=str(tmp_path / "tuning.yaml"))
         assert result.returncode == 0, result.stderr[-3000:]
-        assert any("housing_assets.io.tuning_workers" in c for c in command_lines)  # workers were seen
+        assert any(
+            "housing_assets.io.tuning_workers" in c for c in command_lines
+        )  # workers were seen
         assert not [c for c in command_lines if PASSWORD in c]
         assert PASSWORD not in result.stdout + result.stderr
 

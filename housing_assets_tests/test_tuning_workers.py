@@ -81,6 +81,15 @@ def start_workers(tmp_path: Path, storage: str, count: int) -> list[tuple[subpro
     return workers
 
 
+def wait_for_log(workers, text: str, timeout_s: float = 60) -> str:
+    """The workers' logs once one says ``text`` (a worker logs a study after its last trial)."""
+    deadline = time.monotonic() + timeout_s
+    while text not in (logs := " ".join(log.read_text() for _, log in workers)):
+        assert time.monotonic() < deadline, logs[-3000:]
+        time.sleep(0.2)
+    return logs
+
+
 def stop(workers) -> None:
     for proc, _ in workers:
         proc.terminate()
@@ -107,6 +116,7 @@ def test_workers_apart_from_the_run_join_its_open_study(stored_split, tmp_path):
     workers = start_workers(tmp_path, storage, 2)
     try:
         result = run_search(stored_split, storage, "open-study", search(stored_split))
+        logs = wait_for_log(workers, "Study open-study:")
     finally:
         stop(workers)
     finished = [t for t in result.study.trials if t.state.name in ("COMPLETE", "PRUNED")]
@@ -115,7 +125,6 @@ def test_workers_apart_from_the_run_join_its_open_study(stored_split, tmp_path):
     assert len(by_worker) >= 2, by_worker  # the run and at least one worker ran trials
     assert result.study.user_attrs[STATUS_ATTR] == "closed"
     assert result.study.user_attrs[SEARCH_ATTR]["train_digest"] == train_digest(stored_split.train)
-    logs = " ".join(log.read_text() for _, log in workers)
     assert "Study open-study:" in logs
 
 
@@ -125,12 +134,13 @@ def test_workers_leave_a_study_of_other_rows_alone(stored_split, tmp_path):
     try:
         other_rows = search(stored_split, train_digest="0" * 64, n_trials=6)
         result = run_search(stored_split, storage, "other-rows", other_rows)
+        logs = wait_for_log(workers, "searches other training rows")
     finally:
         stop(workers)
     assert {t.user_attrs["worker"] for t in result.study.trials} == {
         result.study.trials[0].user_attrs["worker"]
     }  # only the run's own process
-    assert "searches other training rows" in workers[0][1].read_text()
+    assert "Study other-rows:" not in logs
 
 
 def test_only_open_studies_within_their_deadline_are_joined(stored_split, tmp_path):

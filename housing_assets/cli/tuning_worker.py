@@ -36,7 +36,25 @@ from housing_assets.ml.tuning import FINISHED, search_job, worker_id
 log = logging.getLogger("housing_assets.tuning_worker")
 
 
-def open_studies(storage: str, now: float | None = None) -> list[tuple[str, OpenSearch]]:
+def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """The Optuna storage at ``url``, its tables created if missing. Processes starting together
+    on an empty database race to create them; the loser retries and finds them there."""
+    import sqlalchemy.exc
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts:
+                raise
+            log.info("Optuna storage not ready (attempt %d of %d); retrying", attempt, attempts)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def open_studies(
+    storage: str | optuna.storages.BaseStorage, now: float | None = None
+) -> list[tuple[str, OpenSearch]]:
     """The studies in ``storage`` open to workers, oldest first, with their searches."""
     now = time.time() if now is None else now
     found = []
@@ -65,7 +83,13 @@ class SplitCache:
         return self.split if self.digest == digest else None
 
 
-def join(storage: str, name: str, search: OpenSearch, split: HousingSplit, threads: int) -> int:
+def join(
+    storage: str | optuna.storages.BaseStorage,
+    name: str,
+    search: OpenSearch,
+    split: HousingSplit,
+    threads: int,
+) -> int:
     """Run trials of the open study ``name`` until it is full, closed or past its deadline;
     the number of trials this process finished."""
     job = search_job(
@@ -110,10 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     from housing_assets.resources import resource_values
 
     splits = SplitCache(resource_values(settings)["io_manager"])
+    storage = open_storage(settings.optuna_storage)
     joined: set[str] = set()
     log.info("Worker %s watching for open studies", worker_id())
     while True:
-        for name, search in open_studies(settings.optuna_storage):
+        for name, search in open_studies(storage):
             if name in joined:
                 continue
             joined.add(name)
@@ -124,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 continue
             started = time.perf_counter()
-            finished = join(settings.optuna_storage, name, search, split, settings.threads)
+            finished = join(storage, name, search, split, settings.threads)
             log.info(
                 "Study %s: %d trials finished here in %.1f s",
                 name,
