@@ -29,27 +29,12 @@ from housing_assets.io.tuning_workers import (
     SEARCH_ATTR,
     STATUS_ATTR,
     OpenSearch,
+    open_storage,
     train_digest,
 )
 from housing_assets.ml.tuning import FINISHED, search_job, worker_id
 
 log = logging.getLogger("housing_assets.tuning_worker")
-
-
-def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """The Optuna storage at ``url``, its tables created if missing. Processes starting together
-    on an empty database race to create them; the loser retries and finds them there."""
-    import sqlalchemy.exc
-
-    for attempt in range(1, attempts + 1):
-        try:
-            return optuna.storages.RDBStorage(url)
-        except sqlalchemy.exc.SQLAlchemyError:
-            if attempt == attempts:
-                raise
-            log.info("Optuna storage not ready (attempt %d of %d); retrying", attempt, attempts)
-            time.sleep(0.5 * attempt)
-    raise AssertionError("unreachable")
 
 
 def open_studies(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import pickle
 import subprocess
@@ -29,10 +30,13 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+import optuna
 import pandas as pd
 
 from housing_assets.ml.cv import FoldCache
 from housing_assets.ml.tuning import SearchJob, TrialRecord, TuningResult, tune
+
+log = logging.getLogger(__name__)
 
 STORAGE_ENV = "HOUSING_OPTUNA_STORAGE"  # where a worker process reads the study's storage URL
 SEARCH_ATTR = "housing/search"  # an open study's OpenSearch, as JSON
@@ -69,6 +73,22 @@ def opened_study(study, search: OpenSearch):
         yield
     finally:
         study.set_user_attr(STATUS_ATTR, "closed")
+
+
+def open_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """The Optuna storage at ``url``, its tables created if missing. Processes starting together
+    on an empty database race to create them; the loser retries and finds them there."""
+    import sqlalchemy.exc
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts:
+                raise
+            log.info("Optuna storage not ready (attempt %d of %d); retrying", attempt, attempts)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def tune_in_processes(
@@ -117,7 +137,7 @@ def tune_in_processes(
         start_params=start_params,
         start_fold_metrics=start_fold_metrics,
         on_trial=on_trial,
-        storage=storage,
+        storage=open_storage(storage) if storage else None,
         study_name=study_name,
         beside=workers,
     )
