@@ -3,9 +3,9 @@
 #   webserver:     housing-webserver -h 0.0.0.0 -p 3000 -w deploy/workspace.yaml (Dagster's,
 #                  behind a password: housing_assets/platform/webserver.py)
 #   daemon:        dagster-daemon run -w deploy/workspace.yaml
-#   code location: housing-code-server -h 0.0.0.0 -p 4000 -m housing_assets.definitions (default;
-#                  Dagster's code server whose runs start with their imports done, see
-#                  housing_assets/platform/code_server.py)
+#   code location: dagster api grpc -h 0.0.0.0 -p 4000 -m housing_assets.definitions (default)
+#   a run:         dagster api execute_run ... (started by the daemon's DockerRunLauncher)
+#   tuning worker: housing-tuning-worker
 #   MLflow server: mlflow server --host 0.0.0.0 --port 5000 ...
 #   model server:  housing-serve --host 0.0.0.0 --port 5001 --wait
 # Behind a registry mirror: docker build --build-arg PYTHON_IMAGE=mirror.example/python:3.11-slim .
@@ -57,4 +57,4 @@ RUN mkdir -p "$DAGSTER_HOME" "$HOUSING_DATA_DIR/landing" /opt/dagster/logs /opt/
 USER 1000:1000
 EXPOSE 3000 4000 5000 5001
 ENTRYPOINT ["/opt/dagster/app/deploy/entrypoint.sh"]
-CMD ["housing-code-server", "-h", "0.0.0.0", "-p", "4000", "-m", "housing_assets.definitions"]
+CMD ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", "4000", "-m", "housing_assets.definitions"]

@@ -7,10 +7,23 @@
 # exec` that needs a secret goes through this script too, as the daemon's health check does.
 # A named list, not every *_FILE: SSL_CERT_FILE and the like are paths, and housing-webserver
 # reads HOUSING_UI_PASSWORD_FILE itself.
+#
+# The code service describes the container of each of its runs (deploy/run_container_context.py)
+# before any secret is read: the run gets the same variables, volumes and secret files.
+if [ -n "${HOUSING_RUN_VOLUMES_FROM:-}" ] && [ -z "${DAGSTER_CONTAINER_CONTEXT:-}" ]; then
+  DAGSTER_CONTAINER_CONTEXT=$(python /opt/dagster/app/deploy/run_container_context.py) || exit 78
+  export DAGSTER_CONTAINER_CONTEXT
+fi
+# W&B's key is optional: an empty file (deploy/no-wandb-key, when the host has none) or none at
+# all (an optional Kubernetes Secret left out) means no key.
 for name in DAGSTER_POSTGRES_PASSWORD PGPASSWORD MLFLOW_TRACKING_PASSWORD \
-  MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY; do
+  MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY WANDB_API_KEY; do
   eval "file=\${${name}_FILE:-}"
   [ -n "$file" ] || continue
+  if [ "$name" = WANDB_API_KEY ] && [ ! -s "$file" ]; then
+    unset WANDB_API_KEY_FILE
+    continue
+  fi
   if [ ! -f "$file" ] || [ ! -r "$file" ] || [ ! -s "$file" ]; then
     echo "entrypoint: ${name}_FILE=$file is missing, empty or unreadable by uid $(id -u):" \
       "create the secret files (README, 'The compose stack') and chmod 644 them" >&2
@@ -25,6 +38,14 @@ done
 # and let google-auth use its other sources (metadata server, workload identity).
 if [ -n "${GOOGLE_APPLICATION_CREDENTIALS:-}" ] && [ ! -s "$GOOGLE_APPLICATION_CREDENTIALS" ]; then
   unset GOOGLE_APPLICATION_CREDENTIALS
+fi
+# The daemon and the webserver launch and stop run containers through the host's Docker socket
+# (compose adds the socket's group, DOCKER_GID): without access every run would fail at launch.
+if [ -S /var/run/docker.sock ] && [ ! -w /var/run/docker.sock ]; then
+  echo "entrypoint: uid $(id -u) cannot use /var/run/docker.sock (group $(stat -c %g \
+/var/run/docker.sock)): set DOCKER_GID to that group, e.g. export DOCKER_GID=\$(stat -c %g \
+/var/run/docker.sock), and start the stack again" >&2
+  exit 78
 fi
 # The Dagster instance: deploy/dagster.yaml plus where compute logs go (the bucket, if any).
 logs=/opt/dagster/app/deploy/compute-logs-local.yaml

@@ -1,6 +1,8 @@
 """The shipped deployment, driven like a user: the README's secret files, `docker compose up
---build` with the dataset mounted read-only, a run submitted through the webserver's GraphQL API
-(behind its password), predictions over HTTP, a batch landing in the stack's data volume
+--build` with the dataset mounted read-only, three tuning-worker containers, a run submitted
+through the webserver's GraphQL API (behind its password) in a container of its own that
+survives a restart of the code service while its study spreads over the workers, a run whose
+container is killed failed by run monitoring, predictions over HTTP, a batch landing in the stack's data volume
 retrained and served without a restart, a malformed batch quarantined, the registry read through
 MLflow's REST API, least privilege checked (who holds which secret, MLflow accounts, PostgreSQL
 roles, volumes), `docker compose down -v`.
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import yaml
 
 from housing_assets_testkit import REPO_ROOT, free_port, wait_for
 
@@ -65,6 +68,10 @@ ROW = {
     "ocean_proximity": "NEAR BAY",
 }
 ARTIFACTS = REPO_ROOT / "test-artifacts"
+# The first run: the quick configuration, its search open to the tuning-worker containers.
+N_TUNING_WORKERS = 3
+FIRST_RUN_CONFIG = yaml.safe_load((REPO_ROOT / "housing_assets/defs/smoke.yaml").read_text())
+FIRST_RUN_CONFIG["ops"]["tuned_params"]["config"].update(n_trials=12, open_to_workers=True)
 
 
 def compose_command() -> list[str] | None:
@@ -109,6 +116,9 @@ class Stack:
 
     def container(self, service: str) -> str:
         return self.run("ps", "-q", service).stdout.strip()
+
+    def containers(self, service: str) -> list[str]:
+        return self.run("ps", "-q", service).stdout.split()
 
     def health(self) -> dict[str, str]:
         states = {}
@@ -228,6 +238,9 @@ def stack_env(tmp_path, housing_tgz) -> dict[str, str]:
     key = tmp_path / "gcp-key.json"
     key.write_text(json.dumps({"type": "service_account", "project_id": "housing-test"}))
     key.chmod(0o644)
+    wandb_key = tmp_path / "wandb-key"
+    wandb_key.write_text(secrets.token_hex(20))  # W&B stays offline (WANDB_MODE)
+    wandb_key.chmod(0o644)
     folder = tmp_path / "secrets"
     folder.mkdir(mode=0o700)
     for name in SECRET_FILES:  # as the README's command: openssl rand -hex 16, chmod 644
@@ -241,7 +254,9 @@ def stack_env(tmp_path, housing_tgz) -> dict[str, str]:
     return {
         **env,
         "HOUSING_SECRETS_DIR": str(folder),
-        "WANDB_API_KEY": secrets.token_hex(20),  # W&B stays offline (WANDB_MODE)
+        "WANDB_API_KEY_FILE": str(wandb_key),
+        # The README's: the Docker socket's group, for the services that launch run containers.
+        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
         "HOUSING_DATASET": str(housing_tgz),
         "HOUSING_RETRAIN_CONFIG": "/opt/dagster/app/configs/smoke.yaml",
         "HOUSING_SENSOR_INTERVAL_S": "5",
@@ -257,7 +272,8 @@ def stack_env(tmp_path, housing_tgz) -> dict[str, str]:
 def running_stack(env: dict[str, str]) -> Iterator[Stack]:
     """The compose project; on failure the last logs of the services that are not healthy (or
     of all), and `down -v` in every case."""
-    stack = Stack(compose_command() or [], env, f"housing-test-{os.getpid()}")
+    project = f"housing-test-{os.getpid()}"
+    stack = Stack(compose_command() or [], {**env, "HOUSING_STACK": project}, project)
     try:
         yield stack
     except BaseException:
@@ -266,7 +282,18 @@ def running_stack(env: dict[str, str]) -> Iterator[Stack]:
         print(f"service states: {states}\nlast logs of {failing}:\n{stack.logs(failing)}")
         raise
     finally:
-        stack.run("down", "-v", "--remove-orphans", check=False, timeout=300)
+        # The run containers the daemon launched first (compose does not know them, and they
+        # hold the volumes), then the stack.
+        runs = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=housing/run-of={project}-code"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if runs:
+            subprocess.run(["docker", "rm", "-f", *runs], capture_output=True)
+        stack.run(
+            "--profile", "workers", "down", "-v", "--remove-orphans", check=False, timeout=300
+        )
 
 
 def test_compose_stack_trains_serves_and_retrains(stack_env, raw_frame):
@@ -301,10 +328,10 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     # The image runs as a non-root user; the GCP key file arrived (read-only) where the
     # variable points; the model service waits for a champion with 503s, not restarts.
     assert stack.exec("code", "id -u").strip() == "1000"
-    # The code service is housing-code-server: healthy only once its forkserver (the warm
-    # parent of every run it launches) is up.
+    # The code service is Dagster's code server; it describes each run's container (its own
+    # variables, volumes and secret files; deploy/run_container_context.py).
     processes = stack.exec("code", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
-    assert "housing-code-server" in processes and "multiprocessing.forkserver" in processes
+    assert "dagster api grpc" in processes
     key_in_container = stack.exec("code", 'cat "$GOOGLE_APPLICATION_CREDENTIALS"')
     assert json.loads(key_in_container)["project_id"] == "housing-test"
     status, body, _ = predict(stack, [ROW])
@@ -313,25 +340,47 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
         assert json.loads(response.read())["state"] == "waiting for the alias"
     check_least_privilege(stack)
 
-    # 1. A run through the webserver's GraphQL API, with the real client (quick configuration),
-    # as the UI's user; without the password, or by a GET, nothing is launched.
+    # Tuning workers, as the README scales them: containers of their own that join the studies
+    # runs open to them.
+    stack.run(
+        "--profile", "workers", "up", "-d", "--scale", f"tuning-worker={N_TUNING_WORKERS}",
+        "tuning-worker", timeout=300,
+    )  # fmt: skip
+    workers = stack.containers("tuning-worker")
+    assert len(workers) == N_TUNING_WORKERS
+
+    # 1. A run through the webserver's GraphQL API, with the real client (quick configuration,
+    # its search open to the workers), as the UI's user; without the password, or by a GET,
+    # nothing is launched. The daemon starts it in a container of its own; the code service
+    # restarted under it (what every deploy of new code does) leaves it running.
     ui_auth = requests.auth.HTTPBasicAuth("operator", stack.secret("ui_password"))
     client = DagsterGraphQLClient(
         "127.0.0.1", port_number=stack.ports["DAGSTER_PORT"], auth=ui_auth
     )
     check_ui_guard(stack, ui_auth)
     start = time.monotonic()
-    run_id = client.submit_job_execution("housing_smoke_job")
+    run_id = client.submit_job_execution("housing_smoke_job", run_config=FIRST_RUN_CONFIG)
+    container = wait_for(lambda: run_container(run_id), 120, "the run's container", poll_s=1)
+    timings["submitted_to_container_s"] = time.monotonic() - start
+    wait_for(
+        lambda: client.get_run_status(run_id).value == "STARTED", 120, "the run to start", poll_s=1
+    )
+    subprocess.run(["docker", "restart", stack.container("code")], check=True, timeout=120)
     final = wait_for(
         lambda: (
             (s := client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s
         ),
-        900,
+        1200,
         "the GraphQL-submitted run",
         poll_s=3,
     )
     timings["first_run_s"] = time.monotonic() - start
-    assert final == "SUCCESS", stack.logs(["code"], 120)
+    assert final == "SUCCESS", docker_logs(container)
+    assert container_state(container)["ExitCode"] == 0
+    labels = json.loads(docker_inspect(container, "{{json .Config.Labels}}"))
+    assert labels["housing/run-of"] == f"{stack.env['HOUSING_STACK']}-code", labels
+    timings.update(check_study_spread_over_workers(stack, workers))
+    stack.run("--profile", "workers", "stop", "tuning-worker", timeout=120)
 
     # 2. The model service picks up the first champion by itself (no restart).
     status, body, version = wait_for(
@@ -360,6 +409,31 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     loop.join()
     assert set(loop.statuses) == {200}, loop.statuses
     assert stack.exec("code", "ls /opt/dagster/data/landing/accepted").split() == ["batch-001.csv"]
+
+    # PostgreSQL restarted: the next submission through the webserver still succeeds (its
+    # pooled connections are tested at checkout). That run's container then dies (killed, as
+    # the kernel's OOM killer would): run monitoring fails it, naming the container's state,
+    # within its poll interval, and the queue moves on (the batches below).
+    subprocess.run(["docker", "restart", stack.container("postgres")], check=True, timeout=120)
+    wait_for(lambda: stack.health()["postgres"] == "healthy", 120, "PostgreSQL", poll_s=1)
+    doomed = client.submit_job_execution("housing_smoke_job")
+    container = wait_for(lambda: run_container(doomed), 120, "the run's container", poll_s=1)
+    wait_for(
+        lambda: client.get_run_status(doomed).value == "STARTED", 120, "the run to start", poll_s=1
+    )
+    subprocess.run(["docker", "kill", container], check=True, timeout=60)
+    killed = time.monotonic()
+    wait_for(
+        lambda: client.get_run_status(doomed).value == "FAILURE",
+        60,
+        "run monitoring to fail the killed run",
+        poll_s=1,
+    )
+    timings["killed_to_failed_s"] = time.monotonic() - killed
+    messages = run_messages(stack, ui_auth, doomed)
+    assert any("Container status is exited" in m and '"ExitCode": 137' in m for m in messages), (
+        messages[-5:]
+    )
 
     # 4. A malformed batch: quarantined with its reason, no run, version 2 keeps serving.
     bad = batch_csv(raw_frame, 2).decode().splitlines()
@@ -421,6 +495,22 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
         assert response.status == 200  # the health check needs no credentials
 
     timings["requests_during_swap"] = sum(loop.statuses.values())
+
+    # 6. The MLflow server down for 30 s as the next batch lands: the model server keeps
+    # answering from memory, the retrain's MLflow calls retry with backoff, and version 3 is
+    # served once MLflow is back.
+    loop = RequestLoop(stack)
+    loop.start()
+    start = time.monotonic()
+    land(stack, "batch-003.csv", batch_csv(raw_frame, 3))
+    subprocess.run(["docker", "stop", stack.container("mlflow")], check=True, timeout=120)
+    time.sleep(30)
+    subprocess.run(["docker", "start", stack.container("mlflow")], check=True, timeout=120)
+    wait_for(lambda: loop.versions.get("3"), 900, "version 3 to be served", poll_s=1)
+    timings["landing_to_served_through_mlflow_outage_s"] = time.monotonic() - start
+    loop.stop.set()
+    loop.join()
+    assert set(loop.statuses) == {200}, loop.statuses
     image = subprocess.run(
         ["docker", "image", "inspect", "--format", "{{.Size}}", "housing-assets:latest"],
         capture_output=True,
@@ -444,6 +534,76 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     return timings
 
 
+def docker_inspect(container: str, template: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "--format", template, container],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def container_state(container: str) -> dict:
+    return json.loads(docker_inspect(container, "{{json .State}}"))
+
+
+def docker_logs(container: str, lines: int = 80) -> str:
+    result = subprocess.run(
+        ["docker", "logs", "--tail", str(lines), container], capture_output=True, text=True
+    )
+    return result.stdout + result.stderr
+
+
+def run_container(run_id: str) -> str | None:
+    """The container the daemon launched for the run (dagster-docker labels it)."""
+    found = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=dagster/run_id={run_id}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return found[0] if found else None
+
+
+def run_messages(stack: Stack, auth, run_id: str) -> list[str]:
+    """The messages of the run's event log, through the webserver's GraphQL API."""
+    query = (
+        "query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection "
+        "{ events { ... on MessageEvent { message } } } } }"
+    )
+    response = requests.post(
+        stack.url("DAGSTER_PORT", "/graphql"),
+        json={"query": query, "variables": {"runId": run_id}},
+        auth=auth,
+        timeout=30,
+    )
+    response.raise_for_status()
+    events = response.json()["data"]["logsForRun"]["events"]
+    return [e["message"] for e in events if e.get("message")]
+
+
+def check_study_spread_over_workers(stack: Stack, workers: list[str]) -> dict[str, float]:
+    """Every tuning-worker container finished trials of the run's study (each trial records
+    its process as host:pid, and a container's host name is its short id)."""
+    sql = (
+        "select a.value_json, t.state, extract(epoch from t.datetime_complete - "
+        "t.datetime_start) from trial_user_attributes a join trials t using (trial_id) "
+        "where a.key = 'worker'"
+    )
+    rows = stack.exec(
+        "postgres",
+        f"PGPASSWORD=$(cat /run/secrets/optuna_db_password) psql -h postgres -U optuna -d optuna "
+        f'-At -F "|" -c "{sql}"',
+    ).split()
+    finished = Counter()
+    for row in rows:
+        worker, state, _ = row.split("|")
+        if state in ("COMPLETE", "PRUNED"):
+            finished[json.loads(worker).split(":")[0]] += 1
+    for container in workers:
+        assert finished[container[:12]] >= 1, (container[:12], finished)
+    return {"trials_by_worker_containers": sum(finished[c[:12]] for c in workers)}
+
+
 def check_least_privilege(stack: Stack) -> None:
     """Each service holds only its own secret files; the webserver and daemon hold no MLflow,
     W&B or GCP credential; only the MLflow server mounts its store; each PostgreSQL role reaches
@@ -452,9 +612,10 @@ def check_least_privilege(stack: Stack) -> None:
         held = set(stack.exec(service, "ls /run/secrets 2>/dev/null || true").split())
         expected = {name for name, users in SECRET_FILES.items() if service in users}
         if service == "code":
-            expected.add("gcp_key")
+            expected |= {"gcp_key", "wandb_api_key"}
         assert held == expected, (service, held)
-    credentials = [stack.secret(f) for f in MLFLOW_ACCOUNTS.values()] + [stack.env["WANDB_API_KEY"]]
+    wandb_key = Path(stack.env["WANDB_API_KEY_FILE"]).read_text().strip()
+    credentials = [stack.secret(f) for f in MLFLOW_ACCOUNTS.values()] + [wandb_key]
     for service in ("webserver", "daemon"):
         env = stack.exec(service, "env")
         for variable in ("MLFLOW_TRACKING", "WANDB_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS"):
@@ -462,10 +623,16 @@ def check_least_privilege(stack: Stack) -> None:
         process_env = stack.exec(service, "tr '\\0' '\\n' < /proc/1/environ")
         assert "DAGSTER_POSTGRES_PASSWORD=" in process_env  # the entry point's export
         assert not any(c in process_env for c in credentials), service
-    # The code service's W&B key reaches it; its MLflow password only as a file, which the
-    # entry point reads for the service's own process.
-    assert stack.env["WANDB_API_KEY"] in stack.exec("code", "tr '\\0' '\\n' < /proc/1/environ")
-    assert "MLFLOW_TRACKING_PASSWORD=" not in stack.exec("code", "env")
+    # The code service's W&B key and MLflow password arrive as files, which the entry point
+    # reads for the service's own process.
+    assert wandb_key in stack.exec("code", "tr '\\0' '\\n' < /proc/1/environ")
+    for variable in ("MLFLOW_TRACKING_PASSWORD=", "WANDB_API_KEY="):
+        assert variable not in stack.exec("code", "env")
+    # The Docker socket (root on the host) only where run containers are launched or stopped.
+    for service in SERVICES:
+        has_socket = stack.exec(service, "test -S /var/run/docker.sock && echo yes || true")
+        has_socket = has_socket.strip() == "yes"
+        assert has_socket == (service in ("daemon", "webserver")), service
     # The artifact store and MLflow's accounts: on the MLflow server's volume alone.
     for service in ("code", "webserver", "daemon", "model"):
         assert " /opt/mlflow " not in stack.exec(service, "cat /proc/mounts"), service

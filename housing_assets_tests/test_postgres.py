@@ -121,3 +121,41 @@ def test_two_tuning_workers_on_postgres_and_a_dagster_postgres_instance(isolated
         assert len(finished) >= 8
         pids = {t.user_attrs["worker_pid"] for t in finished}
         assert len(pids) == 2, pids
+
+
+def test_the_webserver_replaces_a_pooled_connection_the_server_closed():
+    """dagster-webserver holds a pooled PostgreSQL connection per storage: after PostgreSQL
+    restarts, the next request on it fails. `housing-webserver` pings each connection at
+    checkout, and the pool replaces a dead one (here the server ends the pooled connection's
+    backend, as a restart does)."""
+    import psycopg2
+    import sqlalchemy as sa
+
+    from housing_assets.platform.webserver import ping_pooled_connections
+
+    with throwaway_postgres(["dagster"]) as where:
+        user, address = where.split("@")
+        host, port = address.split(":")
+        url = f"postgresql+psycopg2://{where}/dagster"
+
+        def close_pooled_connection(engine) -> None:
+            with engine.connect() as connection:
+                pid = connection.execute(sa.text("select pg_backend_pid()")).scalar()
+            admin = psycopg2.connect(host=host, port=port, user=user, dbname="postgres")
+            admin.autocommit = True
+            with admin.cursor() as cursor:
+                cursor.execute("select pg_terminate_backend(%s)", (pid,))
+            admin.close()
+
+        stock = sa.create_engine(url, pool_size=1, max_overflow=0)
+        close_pooled_connection(stock)
+        with pytest.raises(sa.exc.OperationalError), stock.connect() as connection:
+            connection.execute(sa.text("select 1"))  # what the webserver's next request met
+
+        pinged = sa.create_engine(url, pool_size=1, max_overflow=0)
+        ping_pooled_connections(pinged)
+        close_pooled_connection(pinged)
+        with pinged.connect() as connection:
+            assert connection.execute(sa.text("select 1")).scalar() == 1
+        stock.dispose()
+        pinged.dispose()
