@@ -99,3 +99,42 @@ def test_a_crash_between_parts_leaves_the_old_version(tmp_path, monkeypatch):
     manifest = json.loads((tmp_path / "split" / "manifest.json").read_text())
     assert kept[-2:] == sorted([manifest["version"], manifest["previous_version"]])
     assert len(kept) <= 3  # the two current ones, plus at most the crashed write's leftovers
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MB filesystem (tmpfs): writes on it run out of space."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (.ci/run runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_version(small_disk):
+    import numpy as np
+
+    manager = LocalDatasetIOManager(base_dir=str(small_disk))
+    small = pd.DataFrame({"a": np.arange(1_000.0)})
+    _roundtrip(manager, "frame", small)
+    versions = small_disk / "frame" / "versions"
+    before = sorted(p.name for p in versions.iterdir())
+    # ~4 MB of random doubles (Parquet cannot shrink them) into a 2 MB filesystem
+    large = pd.DataFrame({"a": np.random.default_rng(0).random(500_000)})
+    with pytest.raises(OSError, match="No space left on device") as raised:
+        manager.handle_output(build_output_context(asset_key="frame"), large)
+    message = str(raised.value)
+    assert str(small_disk / "frame" / "versions") in message and "bytes free there" in message
+    assert "previous version is kept" in message
+    # the half-written version and its temporary file are gone; readers get the old version
+    assert sorted(p.name for p in versions.iterdir()) == before
+    assert not [p for p in small_disk.rglob(".*") if p.is_file()]
+    loaded = manager.load_input(build_input_context(asset_key="frame"))
+    pd.testing.assert_frame_equal(loaded, small)

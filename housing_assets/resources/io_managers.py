@@ -104,8 +104,12 @@ class DatasetIOManager(ConfigurableIOManager):
         seconds, nanoseconds = divmod(time.time_ns(), 10**9)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f".{nanoseconds // 1000:06d}"
         version = f"{stamp}-{uuid.uuid4().hex[:8]}"
-        for name, data in parts.items():
-            self._write(location, f"{VERSIONS}/{version}/{name}", data)
+        try:
+            for name, data in parts.items():
+                self._write(location, f"{VERSIONS}/{version}/{name}", data)
+        except BaseException:  # a full disk, a lost bucket: the manifest still names the old one
+            self._remove_prefix(location, f"{VERSIONS}/{version}")
+            raise
         manifest["version"] = version
         manifest["previous_version"] = previous.get("version") if previous else None
         manifest["parts"] = {
@@ -181,11 +185,20 @@ class LocalDatasetIOManager(DatasetIOManager):
         path = Path(location, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())  # on disk before the manifest can name it
-        os.replace(tmp, path)  # atomic: readers see the old or the new file, never half
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before the manifest can name it
+            os.replace(tmp, path)  # atomic: readers see the old or the new file, never half
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(
+                exc.errno,
+                f"could not write {path} ({len(data):,} bytes; {free:,} bytes free there): "
+                f"{exc.strerror}; the asset's previous version is kept",
+            ) from exc
 
     def _read(self, location: str, name: str) -> bytes:
         return Path(location, name).read_bytes()
