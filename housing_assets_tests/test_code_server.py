@@ -138,7 +138,7 @@ def test_launched_runs_start_in_the_warm_forkserver_and_succeed(isolated_env, tm
                 lambda run_id=run.run_id: (
                     r if (r := instance.get_run_by_id(run_id)).status in finished else None
                 ),
-                600,
+                1800,  # a hang guard, not a speed target: minutes on a busy 2-core machine
                 f"{job} to finish",
                 poll_s=1,
             )
