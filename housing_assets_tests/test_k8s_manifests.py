@@ -677,7 +677,8 @@ def test_one_image_everywhere(objects):
 def _compose_ports(service: dict) -> set[int]:
     ports = {int(str(p).rsplit(":", 1)[-1]) for p in service.get("ports", [])}
     test = " ".join(service.get("healthcheck", {}).get("test", []))
-    return ports | {int(p) for p in re.findall(r"(?:-p |localhost:)(\d+)", test)}
+    test += " " + str(service.get("command", ""))  # the port the service listens on
+    return ports | {int(p) for p in re.findall(r"(?:-p |--port |localhost:)(\d+)", test)}
 
 
 @pytest.mark.parametrize(
