@@ -91,14 +91,21 @@ def _home_with_the_shipped_instance_config(tmp_path: Path, monkeypatch) -> Path:
 
 
 def test_the_shipped_instance_config_names_the_recorder_and_the_launcher(tmp_path, monkeypatch):
-    for path in (REPO_ROOT / "dagster.yaml", REPO_ROOT / "deploy" / "dagster.yaml"):
-        settings = yaml.safe_load(path.read_text())
-        handlers = settings["python_logs"]["dagster_handler_config"]["handlers"]
-        assert {h["class"] for h in handlers.values()} == {
-            "housing_assets.platform.run_liveness.RunWorkerRecorder"
-        }, path
-        assert settings["run_launcher"]["module"] == "housing_assets.platform.run_liveness"
-        assert settings["run_monitoring"]["enabled"], path
+    settings = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    handlers = settings["python_logs"]["dagster_handler_config"]["handlers"]
+    assert {h["class"] for h in handlers.values()} == {
+        "housing_assets.platform.run_liveness.RunWorkerRecorder"
+    }
+    assert settings["run_launcher"]["module"] == "housing_assets.platform.run_liveness"
+    assert settings["run_monitoring"]["enabled"]
+    # The compose stack's runs are containers: Dagster's DockerRunLauncher, whose own health
+    # check (the container's state) run monitoring uses; no worker recorder there.
+    stack = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
+    assert (stack["run_launcher"]["module"], stack["run_launcher"]["class"]) == (
+        "dagster_docker",
+        "DockerRunLauncher",
+    )
+    assert stack["run_monitoring"]["enabled"] and "python_logs" not in stack
     _home_with_the_shipped_instance_config(tmp_path, monkeypatch)
     with DagsterInstance.get() as instance:
         assert isinstance(instance.run_launcher, LivenessCheckingRunLauncher)

@@ -16,12 +16,18 @@ def test_compose_runs_the_services_on_one_image():
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
     services = compose["services"]
     assert set(services) == {
-        *("postgres", "mlflow", "mlflow-users", "code", "webserver", "daemon", "model")
+        *("postgres", "mlflow", "mlflow-users", "code", "webserver", "daemon", "model"),
+        "tuning-worker",
     }
-    for name in ("code", "webserver", "daemon", "mlflow", "mlflow-users", "model"):
+    image = "${HOUSING_IMAGE:-housing-assets:latest}"
+    for name in ("code", "webserver", "daemon", "mlflow", "mlflow-users", "model", "tuning-worker"):
         assert services[name]["build"]["context"] == "."
-        assert services[name]["image"] == "housing-assets:latest"
-        assert name == "mlflow-users" or "healthcheck" in services[name]  # a one-shot step
+        assert services[name]["image"] == image
+        # a one-shot step, and workers that only poll (restart: unless-stopped)
+        assert name in ("mlflow-users", "tuning-worker") or "healthcheck" in services[name]
+    # Each run is a container of the same image, launched by the daemon.
+    assert services["code"]["environment"]["DAGSTER_CONTAINER_IMAGE"] == image
+    assert services["tuning-worker"]["profiles"] == ["workers"]  # off unless asked for
     assert "healthcheck" in services["postgres"]
     for name, service in services.items():  # published on loopback unless the user opts in
         for port in service.get("ports", []):
@@ -53,7 +59,9 @@ def test_compose_services_get_only_their_own_secrets():
             "optuna_db_password",
             "mlflow_pipeline_password",
             "gcp_key",
+            "wandb_api_key",
         },
+        "tuning-worker": {"optuna_db_password", "gcp_key"},
         "webserver": {"dagster_db_password", "ui_password"},
         "daemon": {"dagster_db_password"},
         "model": {"mlflow_reader_password"},
@@ -72,7 +80,14 @@ def test_compose_services_get_only_their_own_secrets():
             assert "${" not in str(value) or "PASSWORD" not in str(value), (name, key)
     mounts = {name: [v.split(":")[0] for v in s.get("volumes", [])] for name, s in services.items()}
     assert [name for name, volumes in mounts.items() if "mlflow" in volumes] == ["mlflow"]
-    assert [name for name, volumes in mounts.items() if "data" in volumes] == ["code"]
+    assert [name for name, volumes in mounts.items() if "data" in volumes] == [
+        "code",
+        "tuning-worker",
+    ]
+    assert "data:/opt/dagster/data:ro" in services["tuning-worker"]["volumes"]  # reads only
+    # The Docker socket (root on the host) where run containers are launched and stopped only.
+    sockets = [n for n, volumes in mounts.items() if "/var/run/docker.sock" in volumes]
+    assert sorted(sockets) == ["daemon", "webserver"]
     assert "/opt/mlflow/" in (REPO_ROOT / "deploy" / "mlflow-auth.ini").read_text()
 
 
