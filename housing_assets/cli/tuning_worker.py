@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import sys
 import time
 import zlib
 from typing import Any
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--once", action="store_true", help="join the open studies once, then exit")
     args = parser.parse_args(argv)
+    # Stop on SIGTERM (docker stop, a pod's end) even where the parent left it ignored, as
+    # background jobs of some shells and CI runners do: the running trial ends as failed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = housing_settings.load()
     if not settings.optuna_storage:
