@@ -93,7 +93,7 @@ def wait_for_log(workers, text: str, timeout_s: float = 60) -> str:
 def stop(workers) -> None:
     for proc, _ in workers:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)  # the worker exits at once, or 5 s later at the latest
 
 
 def run_search(split: HousingSplit, storage: str, name: str, open_search: OpenSearch):

@@ -105,6 +105,14 @@ def join(
     return len(mine)
 
 
+def _stop(signum: int, frame: Any) -> None:
+    """Exit on SIGTERM; if the orderly exit has not ended the process 5 s later (a call that
+    does not return, a thread that does not end), SIGALRM's default action does."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(5)
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="housing-tuning-worker", description=__doc__.split("\n\n")[0]
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     # Stop on SIGTERM (docker stop, a pod's end) even where the parent left it ignored, as
     # background jobs of some shells and CI runners do: the running trial ends as failed.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTERM, _stop)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = housing_settings.load()
     if not settings.optuna_storage:
