@@ -105,6 +105,24 @@ def test_the_split_check_catches_a_moved_or_shared_row(contract_split):
     assert not result.metadata["gate_rows_from_contract_train_side"].value
 
 
+def test_batches_skewed_in_income_do_not_block_the_split_check(raw_frame):
+    """Batch rows follow their district's side, unstratified: however their incomes fall, the
+    check bounds the base rows' gap only (the gap over all rows is reported). A bound on all
+    rows blocked every retrain once enough batches had landed."""
+    test_districts = assign_split(raw_frame.assign(batch="base")).query("split == 'test'")
+    resurveys = test_districts.nlargest(len(test_districts) // 3, "median_income")
+    raw = _with_batch(raw_frame, resurveys.drop(columns=["batch", "split", "split_order"]))
+    geo = GeoFeatures(
+        frame=raw.assign(geo_cluster=0, geo_cluster_similarity=1.0),
+        k_evidence=pd.DataFrame({"k": [5]}),
+        spec=FeatureSpec("median", n_clusters=5, random_state=0),
+    )
+    result = checks.split_matches_contract(split_hold_out(raw, geo))
+    assert result.metadata["all_rows_income_share_gap_pp"].value > 0.5
+    assert result.metadata["max_income_share_gap_pp"].value <= 0.5
+    assert result.passed
+
+
 def _registered(**metrics: float) -> RegisteredModel:
     return RegisteredModel(
         "housing_price_model", "1", "models:/housing_price_model/1", "run", "boosting", {},

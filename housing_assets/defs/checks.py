@@ -97,12 +97,24 @@ def geo_clusters_are_usable(geo_features: GeoFeatures) -> AssetCheckResult:
     )
 
 
+def income_share_gap_pp(fitted_side: pd.DataFrame, test: pd.DataFrame) -> float:
+    """The largest difference, in points, between the income-category shares of two sides."""
+    shares_fitted = income_category(fitted_side["median_income"]).value_counts(normalize=True)
+    shares_test = income_category(test["median_income"]).value_counts(normalize=True)
+    return float(shares_fitted.sub(shares_test, fill_value=0).abs().max() * 100)
+
+
 @asset_check(asset=train_test_split, blocking=True)
 def split_matches_contract(train_test_split: HousingSplit) -> AssetCheckResult:
     """The base rows are split exactly as the contract says (same test rows), the gate rows
-    come only from the contract's training side, the three sides are disjoint, and the
-    income-category shares of the contract's training side (train and gate) and of the test
-    side agree within 0.5 points."""
+    come only from the contract's training side, the three sides are disjoint, and on the base
+    rows the income-category shares of the contract's training side (train and gate) and of
+    the test side agree within 0.5 points.
+
+    Batch rows follow their district's side (a re-survey must not straddle the split), so
+    they are not stratified: the gap over all rows is reported, not bounded. Bounding it
+    blocked every retrain once enough batches had landed (0.67 points after 100 batches of
+    200 resampled rows)."""
     train, test = train_test_split.train, train_test_split.test
     gate = train_test_split.gate if train_test_split.gate is not None else train.iloc[:0]
     both = pd.concat([train, gate, test])
@@ -113,12 +125,12 @@ def split_matches_contract(train_test_split: HousingSplit) -> AssetCheckResult:
     base_gate = gate.index.intersection(base.index)
     gate_from_train = set(base_gate) <= set(expected_train.index)
     fitted_side = pd.concat([train, gate])
-    shares_train = income_category(fitted_side["median_income"]).value_counts(normalize=True)
-    shares_test = income_category(test["median_income"]).value_counts(normalize=True)
-    gap = float((shares_train - shares_test).abs().max() * 100)
+    base_gap = income_share_gap_pp(
+        fitted_side[fitted_side.index.isin(base.index)], test[test.index.isin(base.index)]
+    )
     overlap = len(both) - len(both.index.unique())
     return AssetCheckResult(
-        passed=bool(same_test_rows and gate_from_train and overlap == 0 and gap <= 0.5),
+        passed=bool(same_test_rows and gate_from_train and overlap == 0 and base_gap <= 0.5),
         metadata={
             "test_fraction": len(test) / len(both),
             "gate_fraction": len(gate) / len(both),
@@ -127,7 +139,8 @@ def split_matches_contract(train_test_split: HousingSplit) -> AssetCheckResult:
             "base_test_rows_match_contract": same_test_rows,
             "gate_rows_from_contract_train_side": gate_from_train,
             "overlapping_rows": overlap,
-            "max_income_share_gap_pp": gap,
+            "max_income_share_gap_pp": base_gap,
+            "all_rows_income_share_gap_pp": income_share_gap_pp(fitted_side, test),
         },
     )
 
