@@ -56,6 +56,7 @@ class Settings:
     retrain_config: str | None  # a YAML run-config file for sensor-triggered runs
     batch_max_mb: float  # a landing batch's size once decompressed (1 MB = 10**6 bytes)
     batch_max_rows: int  # a landing batch's data rows
+    live_error_margin_pp: float  # live wMAPE above the champion's test wMAPE that warns
     dagster_home: str | None  # Dagster's own instance folder (DAGSTER_HOME)
     serve_allow_missing_digest: bool  # housing-serve loads versions without a digest tag
     cache_dir: Path  # the empty MLflow schema cache (io/mlflow_store.py)
@@ -116,6 +117,7 @@ class Settings:
             retrain_config=get("HOUSING_RETRAIN_CONFIG"),
             batch_max_mb=_number(env, "HOUSING_BATCH_MAX_MB", 50.0, float, positive=True),
             batch_max_rows=_number(env, "HOUSING_BATCH_MAX_ROWS", 100_000, int, positive=True),
+            live_error_margin_pp=_number(env, "HOUSING_LIVE_ERROR_MARGIN_PP", 3.0, float),
             cache_dir=cache_dir if cache else cache_dir / "housing_assets",
             storage_emulator_host=get("STORAGE_EMULATOR_HOST"),
             dagster_home=get("DAGSTER_HOME"),

@@ -2,7 +2,14 @@
 
 import numpy as np
 import pandas as pd
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    MetadataValue,
+    asset_check,
+)
 
 from housing_assets.datasets import GeoFeatures, HousingSplit, ImputedHousing, RegisteredModel
 from housing_assets.defs.assets import (
@@ -12,13 +19,16 @@ from housing_assets.defs.assets import (
     registered_model,
     train_test_split,
 )
+from housing_assets.defs.jobs import BATCHES_TAG
 from housing_assets.io.registry import CHAMPION, ModelRegistry
 from housing_assets.ml.batches import BASE_BATCH, BATCH_COLUMN
 from housing_assets.ml.drift import drift_table
+from housing_assets.ml.live_error import live_error_by_batch, live_error_verdict
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, RAW_COLUMNS
 from housing_assets.ml.split import contract_split, income_category, training_rows
 from housing_assets.resources.tracking import MlflowTracking
+from housing_assets.settings import load as load_settings
 
 
 @asset_check(asset=imputed_housing, blocking=True)
@@ -82,6 +92,47 @@ def batch_drift(raw_housing: pd.DataFrame) -> AssetCheckResult:
             "psi_table": MetadataValue.md(
                 table.fillna("").to_markdown(index=False, floatfmt=".3f")
             ),
+        },
+    )
+
+
+@asset_check(asset=raw_housing)
+def champion_live_error(
+    context: AssetCheckExecutionContext, raw_housing: pd.DataFrame, mlflow: MlflowTracking
+) -> AssetCheckResult:
+    """Test-then-train: the champion that served while this run's batches landed scores their
+    new rows (their prices are the labels) before anything is fitted on them. The live wMAPE
+    is logged per batch to the champion's MLflow run (``live_wmape``, stepped by batch); warns
+    when it exceeds the champion's test wMAPE by more than HOUSING_LIVE_ERROR_MARGIN_PP points,
+    which requests a retune."""
+    names = [n for n in context.run.tags.get(BATCHES_TAG, "").split(",") if n]
+    rows = raw_housing[raw_housing[BATCH_COLUMN].isin(names)]
+    if rows.empty:
+        return AssetCheckResult(passed=True, metadata={"scored": "no new batch in this run"})
+    registry = ModelRegistry(mlflow.client(), mlflow.registered_model_name)
+    version = registry.champion_before_run(context.run.run_id)
+    if version is None:
+        return AssetCheckResult(passed=True, metadata={"scored": "no champion to score them"})
+    predictions = registry.load(version).predict(rows[FEATURE_COLUMNS])
+    table = live_error_by_batch(rows, predictions)
+    test_wmape = float(registry.client.get_model_version(registry.name, version).tags["wmape"])
+    verdict = live_error_verdict(
+        rows, predictions, test_wmape, load_settings().live_error_margin_pp
+    )
+    arrived = [b for b in raw_housing[BATCH_COLUMN].unique() if b != BASE_BATCH]
+    registry.log_live_error(version, table, {b: i for i, b in enumerate(arrived, 1)})
+    return AssetCheckResult(
+        passed=not verdict.exceeded,
+        severity=AssetCheckSeverity.WARN,
+        description=verdict.describe(),
+        metadata={
+            "champion_version": version,
+            "new_rows": len(rows),
+            "live_wmape": verdict.live_wmape,
+            "champion_test_wmape": verdict.test_wmape,
+            "excess_pp": verdict.excess_pp,
+            "margin_pp": verdict.margin_pp,
+            "live_error_by_batch": MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f")),
         },
     )
 
@@ -204,6 +255,7 @@ def champion_serves_raw_rows(
 PIPELINE_CHECKS = [
     raw_housing_is_complete_enough,
     batch_drift,
+    champion_live_error,
     imputation_rmse,
     geo_clusters_are_usable,
     split_matches_contract,

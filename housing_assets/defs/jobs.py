@@ -4,6 +4,9 @@ from housing_assets.defs.smoke import SMOKE_RUN_CONFIG
 
 ALL_ASSETS = AssetSelection.all()
 
+#: The run tag naming the landing batches a sensor-requested run brings (comma-separated).
+BATCHES_TAG = "housing/batches"
+
 housing_pipeline_job = define_asset_job(
     "housing_pipeline_job",
     selection=ALL_ASSETS,

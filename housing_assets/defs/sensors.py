@@ -36,7 +36,12 @@ from dagster import (
 )
 
 from housing_assets.datasets import TunedParams
-from housing_assets.defs.jobs import RETRAIN_ASSETS, housing_pipeline_job, retrain_job
+from housing_assets.defs.jobs import (
+    BATCHES_TAG,
+    RETRAIN_ASSETS,
+    housing_pipeline_job,
+    retrain_job,
+)
 from housing_assets.io.landing import (
     ACCEPTED,
     QUARANTINE,
@@ -346,7 +351,7 @@ def evaluate_new_batches(
         run_key="batches-" + "-".join(sha[:12] for _, sha in accepted),
         job_name=job_name,
         run_config=run_config,
-        tags={"housing/batches": ",".join(name for name, _ in accepted)},
+        tags={BATCHES_TAG: ",".join(name for name, _ in accepted)},
     )
 
 
@@ -370,8 +375,9 @@ new_batch_sensor = new_batch_sensor_every(DEFAULT_INTERVAL_S)
 
 
 def retune_reasons(instance, run_id: str) -> list[str]:
-    """Why a finished retraining run calls for the whole search again (empty: it does not).
-    Reads the promotion gate's own verdict on the gate rows (``gate_passed``: a forced
+    """Why a finished retraining run calls for the whole search again (empty: it does not):
+    the new batch drifted, the champion's live error on it was too high, or the refit failed
+    the gate. Reads the promotion gate's own verdict on the gate rows (``gate_passed``: a forced
     promotion still failed the gate) and what blocked it; a materialization recorded before
     the gate split carried only ``promoted``."""
     reasons = []
@@ -389,8 +395,15 @@ def retune_reasons(instance, run_id: str) -> list[str]:
             )
     for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.dagster_event.event_specific_data
-        if evaluation.check_name == "batch_drift" and not evaluation.passed:
+        if evaluation.passed:
+            continue
+        if evaluation.check_name == "batch_drift":
             reasons.append("the new batch drifted from the training data (batch_drift)")
+        elif evaluation.check_name == "champion_live_error":
+            reasons.append(
+                "the champion's error on the new batch exceeded its test error "
+                f"(champion_live_error: {evaluation.description or 'see the check'})"
+            )
     return reasons
 
 
@@ -399,7 +412,8 @@ def retune_reasons(instance, run_id: str) -> list[str]:
     monitored_jobs=[retrain_job],
     request_job=housing_pipeline_job,
     default_status=DefaultSensorStatus.RUNNING,
-    description="After a retrain whose challenger failed the gate or whose batch drifted: one "
+    description="After a retrain whose challenger failed the gate, whose batch drifted or on "
+    "whose batch the champion erred beyond its test error: one "
     "retuning run of the whole pipeline (imputation, K, family, hyper-parameters re-chosen).",
 )
 def retune_sensor(context: RunStatusSensorContext):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from housing_assets.io.integrity import (
 )
 from housing_assets.io.redaction import redact_url
 from housing_assets.ml.gate import GateDecision, GateRules, gate_decision
+from housing_assets.ml.live_error import LIVE_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
 from housing_assets.ml.split import SPLIT_SCHEME
 from housing_assets.steps.final_model import FittedModel, RegistrationSettings, score_on_test
@@ -282,6 +284,33 @@ class ModelRegistry:
             return aliased_version(self.client, self.name, CHAMPION)
         except AliasMissingError:
             return None
+
+    def champion_before_run(self, dagster_run_id: str) -> str | None:
+        """The champion as it stood before the Dagster run ``dagster_run_id`` registered
+        anything: the champion, or, when that run's own version already holds the alias, the
+        champion it replaced (None if there was none)."""
+        version = self.champion_version()
+        if version is None:
+            return None
+        tags = self.client.get_model_version(self.name, version).tags
+        if tags.get("dagster_run_id") == dagster_run_id:
+            return tags.get("previous_champion") or None
+        return version
+
+    def log_live_error(self, version: str, table: pd.DataFrame, step: dict[str, int]) -> None:
+        """Append ``table`` (one row per batch, ``ml.live_error.live_error_by_batch``) to the
+        MLflow run of ``version`` as ``live_<metric>`` series, stepped by each batch's
+        ordinal in the data (``step``), beside that run's ``test_<metric>``."""
+        from mlflow.entities import Metric
+
+        run_id = self.client.get_model_version(self.name, version).run_id
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(f"live_{name}", float(row[name]), now, step[row["batch"]])
+            for _, row in table.iterrows()
+            for name in LIVE_METRICS
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
 
     def load(self, version: str):
         """A version as an MLflow pyfunc model, fetched through this client's stores; its files
