@@ -11,6 +11,7 @@ copies ``housing_assets/`` only).
 
 from housing_assets_testkit.cli import execute_job_cli, launch_job_cli, materialize_cli
 from housing_assets_testkit.data import make_synthetic_housing
+from housing_assets_testkit.models import register_constant_model
 from housing_assets_testkit.postgres import throwaway_postgres
 from housing_assets_testkit.processes import (
     background_server,
@@ -43,6 +44,7 @@ __all__ = [
     "fresh_project_env",
     "launch_job_cli",
     "launch_runs_at_once",
+    "register_constant_model",
     "make_synthetic_housing",
     "materialize_cli",
     "throwaway_postgres",

@@ -17,6 +17,7 @@ from housing_assets_testkit import (
     free_port,
     fresh_project_env,
     make_synthetic_housing,
+    register_constant_model,
 )
 
 
@@ -110,7 +111,6 @@ def registry(tmp_path, monkeypatch):
     records v2 as the champion before it."""
     import mlflow
     from mlflow import MlflowClient
-    from sklearn.dummy import DummyRegressor
 
     monkeypatch.setenv("HOUSING_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -126,15 +126,7 @@ def registry(tmp_path, monkeypatch):
     exp = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
     X = pd.DataFrame({"x": [1.0, 2.0]})
     for value in (100.0, 200.0, 300.0):
-        with mlflow.start_run(experiment_id=exp):
-            model = DummyRegressor(strategy="constant", constant=value).fit(X, [0, 0])
-            mlflow.sklearn.log_model(
-                model,
-                name="m",
-                registered_model_name="housing_price_model",
-                pip_requirements=["scikit-learn"],
-                serialization_format="cloudpickle",
-            )
+        register_constant_model(value, X, experiment_id=exp)
     client = MlflowClient(uri, uri)
     from housing_assets.io.integrity import record_model_digest
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, asset, materialize
+from dagster import DagsterInstance, asset, materialize
 
 from housing_assets.defs.checks import champion_live_error
 from housing_assets.defs.jobs import BATCHES_TAG
 from housing_assets.ml.batches import BASE_BATCH, BATCH_COLUMN
 from housing_assets.ml.live_error import live_error_by_batch, live_error_verdict
 from housing_assets.ml.schema import TARGET
+from housing_assets_testkit import register_constant_model
 
 PRICE = 200_000.0  # what the constant champion answers
 
@@ -38,27 +39,16 @@ def test_live_error_is_one_row_per_batch_in_order_of_arrival():
 @pytest.fixture
 def constant_champion(registry):
     """The conftest registry with a fourth version answering PRICE, champion, test wMAPE 10 %."""
-    import mlflow
-    from sklearn.dummy import DummyRegressor
-
     from housing_assets.io.integrity import record_model_digest
 
     client, X = registry
-    with mlflow.start_run() as run:
-        model = DummyRegressor(strategy="constant", constant=PRICE).fit(X, [0, 0])
-        mlflow.sklearn.log_model(
-            model,
-            name="m",
-            registered_model_name="housing_price_model",
-            pip_requirements=["scikit-learn"],
-            serialization_format="cloudpickle",
-        )
+    run_id = register_constant_model(PRICE, X)
     record_model_digest(client, "housing_price_model", "4")
     for key, value in {"wmape": "10.000", "dagster_run_id": "earlier-run"}.items():
         client.set_model_version_tag("housing_price_model", "4", key, value)
     client.set_model_version_tag("housing_price_model", "4", "previous_champion", "3")
     client.set_registered_model_alias("housing_price_model", "champion", "4")
-    return client, run.info.run_id
+    return client, run_id
 
 
 def _run_check(raw: pd.DataFrame, tags: dict, tracking_uri: str, instance):
