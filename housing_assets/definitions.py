@@ -7,6 +7,7 @@ under ``housing_assets/platform/``, named by the instance config or the server's
 
 from dagster import Definitions, in_process_executor
 
+from housing_assets.defs.alerts import alert_on_run_failure, alert_on_run_warnings
 from housing_assets.defs.assets import PIPELINE_ASSETS
 from housing_assets.defs.checks import PIPELINE_CHECKS
 from housing_assets.defs.jobs import (
@@ -27,7 +28,12 @@ defs = Definitions(
     assets=PIPELINE_ASSETS,
     asset_checks=PIPELINE_CHECKS,
     jobs=[housing_pipeline_job, housing_smoke_job, retrain_job, retune_smoke_job],
-    sensors=[new_batch_sensor_every(settings.sensor_interval_s), retune_sensor],
+    sensors=[
+        new_batch_sensor_every(settings.sensor_interval_s),
+        retune_sensor,
+        alert_on_run_failure,
+        alert_on_run_warnings,
+    ],
     schedules=[weekly_retune],
     resources=build_resources(settings),
     # The graph is a chain: a process per step would only add ~3-4 s of imports per step.

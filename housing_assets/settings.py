@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from housing_assets.io.source import DEFAULT_SOURCE_URL
@@ -57,6 +57,9 @@ class Settings:
     batch_max_mb: float  # a landing batch's size once decompressed (1 MB = 10**6 bytes)
     batch_max_rows: int  # a landing batch's data rows
     live_error_margin_pp: float  # live wMAPE above the champion's test wMAPE that warns
+    # The alert webhook (a credential: never printed, not even in this object's repr).
+    alert_webhook_url: str | None = field(repr=False)
+    ui_url: str  # the Dagster UI as its users reach it, for links in alerts
     dagster_home: str | None  # Dagster's own instance folder (DAGSTER_HOME)
     serve_allow_missing_digest: bool  # housing-serve loads versions without a digest tag
     cache_dir: Path  # the empty MLflow schema cache (io/mlflow_store.py)
@@ -118,6 +121,8 @@ class Settings:
             batch_max_mb=_number(env, "HOUSING_BATCH_MAX_MB", 50.0, float, positive=True),
             batch_max_rows=_number(env, "HOUSING_BATCH_MAX_ROWS", 100_000, int, positive=True),
             live_error_margin_pp=_number(env, "HOUSING_LIVE_ERROR_MARGIN_PP", 3.0, float),
+            alert_webhook_url=_webhook_url(env),
+            ui_url=get("HOUSING_UI_URL") or "http://localhost:3000",
             cache_dir=cache_dir if cache else cache_dir / "housing_assets",
             storage_emulator_host=get("STORAGE_EMULATOR_HOST"),
             dagster_home=get("DAGSTER_HOME"),
@@ -200,6 +205,30 @@ def _number(env: Mapping[str, str], name: str, default, kind, positive: bool = F
     if value < 0 or (positive and value == 0):
         raise SettingsError(f"{name}={text!r} must be {'positive' if positive else '0 or more'}")
     return value
+
+
+def _webhook_url(env: Mapping[str, str]) -> str | None:
+    """HOUSING_ALERT_WEBHOOK_URL_FILE's content (an empty file: no alerts), else
+    HOUSING_ALERT_WEBHOOK_URL. Errors name the variable, never the URL."""
+    path = env.get("HOUSING_ALERT_WEBHOOK_URL_FILE")
+    if path:
+        try:
+            url = Path(path).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"HOUSING_ALERT_WEBHOOK_URL_FILE={path!r} cannot be read ({exc.strerror})"
+            ) from None
+        name = "HOUSING_ALERT_WEBHOOK_URL_FILE's content"
+    else:
+        url, name = (
+            (env.get("HOUSING_ALERT_WEBHOOK_URL") or "").strip(),
+            "HOUSING_ALERT_WEBHOOK_URL",
+        )
+    if not url:
+        return None
+    if not url.startswith(("https://", "http://")):
+        raise SettingsError(f"{name} is not an http(s) URL")
+    return url
 
 
 def _usable_cores() -> int:

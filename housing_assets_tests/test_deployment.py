@@ -612,7 +612,7 @@ def check_least_privilege(stack: Stack) -> None:
         held = set(stack.exec(service, "ls /run/secrets 2>/dev/null || true").split())
         expected = {name for name, users in SECRET_FILES.items() if service in users}
         if service == "code":
-            expected |= {"gcp_key", "wandb_api_key"}
+            expected |= {"gcp_key", "wandb_api_key", "alert_webhook_url"}
         assert held == expected, (service, held)
     wandb_key = Path(stack.env["WANDB_API_KEY_FILE"]).read_text().strip()
     credentials = [stack.secret(f) for f in MLFLOW_ACCOUNTS.values()] + [wandb_key]

@@ -60,6 +60,7 @@ def test_compose_services_get_only_their_own_secrets():
             "mlflow_pipeline_password",
             "gcp_key",
             "wandb_api_key",
+            "alert_webhook_url",
         },
         "tuning-worker": {"optuna_db_password", "gcp_key"},
         "webserver": {"dagster_db_password", "ui_password"},

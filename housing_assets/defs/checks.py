@@ -81,14 +81,15 @@ def batch_drift(raw_housing: pd.DataFrame) -> AssetCheckResult:
     ]
     table = pd.concat(tables, ignore_index=True)[["batch", "feature", "psi", "drifted", "detail"]]
     drifted = table[table["drifted"]]
+    named = ", ".join(f"{r.batch}:{r.feature}" for r in drifted.itertuples()) or "none"
     return AssetCheckResult(
         passed=drifted.empty,
         severity=AssetCheckSeverity.WARN,
+        description=f"PSI above 0.2: {named}" if len(drifted) else "no feature drifted",
         metadata={
             "batches": len(batches),
             "max_psi": float(table["psi"].max()),
-            "drifted_features": ", ".join(f"{r.batch}:{r.feature}" for r in drifted.itertuples())
-            or "none",
+            "drifted_features": named,
             "psi_table": MetadataValue.md(
                 table.fillna("").to_markdown(index=False, floatfmt=".3f")
             ),

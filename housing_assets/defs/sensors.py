@@ -81,7 +81,7 @@ def batch_limits(environ: Mapping[str, str] | None = None) -> ParseLimits:
     )
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """An error message safe for one log line: control characters escaped, length capped."""
     return display_name(text, MAX_LOGGED_CHARS)
 
@@ -150,7 +150,7 @@ def known_row_keys(
     except Exception as exc:
         log.warning(
             f"could not read the base dataset to spot re-sent rows ({type(exc).__name__}: "
-            f"{_one_line(str(exc))}); its rows are not recognised this tick"
+            f"{one_line(str(exc))}); its rows are not recognised this tick"
         )
 
     def batch_keys(name: str) -> np.ndarray:
@@ -160,7 +160,7 @@ def known_row_keys(
         try:
             return distinct_row_keys(parse_payload(payload, name, label=shown))
         except DataValidationError as exc:  # indexed as holding no rows: not parsed each tick
-            log.warning(f"{_one_line(str(exc))}; raw_housing will fail on it until it is removed")
+            log.warning(f"{one_line(str(exc))}; raw_housing will fail on it until it is removed")
             return np.empty(0, dtype=np.uint64)
 
     try:
@@ -168,10 +168,10 @@ def known_row_keys(
     except Exception as exc:
         log.warning(
             f"could not read the accepted batches' rows ({type(exc).__name__}: "
-            f"{_one_line(str(exc))}); they are not recognised this tick"
+            f"{one_line(str(exc))}); they are not recognised this tick"
         )
     for problem in index.write_errors:
-        log.warning(f"the row-key index could not be stored: {_one_line(problem)}")
+        log.warning(f"the row-key index could not be stored: {one_line(problem)}")
     index.write_errors.clear()
     return KnownRows(parts)
 
@@ -195,7 +195,7 @@ def stored_choices(io_manager: DatasetIOManager, log=None) -> FeatureSpec | None
         return None
     except CorruptAssetError as exc:
         if log is not None:
-            log.warning(f"tuned_params is unreadable ({_one_line(str(exc))}): retuning")
+            log.warning(f"tuned_params is unreadable ({one_line(str(exc))}): retuning")
         return None
     spec = getattr(tuned, "spec", None) if isinstance(tuned, TunedParams) else None
     if spec is None and log is not None:
@@ -301,7 +301,7 @@ class _Tick:
             return
         if problem:
             log.warning(
-                f"quarantined {shown} as {QUARANTINE}/{display_name(where)}: {_one_line(problem)}"
+                f"quarantined {shown} as {QUARANTINE}/{display_name(where)}: {one_line(problem)}"
             )
         else:
             self.index.add(where, keys)
@@ -332,14 +332,14 @@ def evaluate_new_batches(
         except Exception as exc:  # this file only: the others and the run request go on
             context.log.error(
                 f"{display_name(name)}: could not be handled ({type(exc).__name__}: "
-                f"{_one_line(str(exc))}); left in place, tried again at the next tick"
+                f"{one_line(str(exc))}); left in place, tried again at the next tick"
             )
     try:
         tick.index.save()
     except Exception as exc:  # the next tick indexes these batches from accepted/ again
         context.log.warning(
             f"the row-key index could not be stored ({type(exc).__name__}: "
-            f"{_one_line(str(exc))}); the next tick rebuilds it"
+            f"{one_line(str(exc))}); the next tick rebuilds it"
         )
     accepted = tick.accepted
     cursor.requested |= {name for name, _ in accepted}
