@@ -55,17 +55,20 @@ def run_warnings(instance, run_id: str) -> list[str]:
     return lines
 
 
-def _notify(context, alert: Alert) -> None:
-    """Send ``alert`` to the configured webhook; log the outcome (never the URL)."""
-    problem = send_alert(load_settings().alert_webhook_url, alert)
+def _notify(context, title: str, details: list[str]) -> SkipReason | None:
+    """Post one alert about ``context``'s run to the configured webhook and log the outcome
+    (never the URL); a skip when no webhook is configured."""
+    settings = load_settings()
+    if settings.alert_webhook_url is None:
+        return SkipReason("no alert webhook configured")
+    run_id = context.dagster_run.run_id
+    alert = Alert(title, [one_line(d) for d in details], run_link(settings.ui_url, run_id))
+    problem = send_alert(settings.alert_webhook_url, alert)
     if problem:
         context.log.warning(f"alert not delivered: {problem}")
     else:
-        context.log.info(f"alert sent: {alert.title}")
-
-
-def _alerts_configured() -> bool:
-    return load_settings().alert_webhook_url is not None
+        context.log.info(f"alert sent: {title}")
+    return None
 
 
 @run_failure_sensor(
@@ -75,18 +78,8 @@ def _alerts_configured() -> bool:
     "for each failed run, with the error and a link to the run.",
 )
 def alert_on_run_failure(context: RunFailureSensorContext):
-    if not _alerts_configured():
-        return SkipReason("no alert webhook configured")
-    run = context.dagster_run
     message = context.failure_event.message or "the run failed"
-    _notify(
-        context,
-        Alert(
-            title=f"Run of {run.job_name} failed",
-            details=[one_line(message)],
-            link=run_link(load_settings().ui_url, run.run_id),
-        ),
-    )
+    return _notify(context, f"Run of {context.dagster_run.job_name} failed", [message])
 
 
 @run_status_sensor(
@@ -97,17 +90,8 @@ def alert_on_run_failure(context: RunFailureSensorContext):
     "rejected its challenger or has a check that did not pass (drift, live error, ...).",
 )
 def alert_on_run_warnings(context: RunStatusSensorContext):
-    if not _alerts_configured():
-        return SkipReason("no alert webhook configured")
     run = context.dagster_run
     lines = run_warnings(context.instance, run.run_id)
     if not lines:
         return SkipReason(f"run {run.run_id[:8]} left nothing to report")
-    _notify(
-        context,
-        Alert(
-            title=f"Run of {run.job_name} succeeded with {len(lines)} warning(s)",
-            details=[one_line(line) for line in lines],
-            link=run_link(load_settings().ui_url, run.run_id),
-        ),
-    )
+    return _notify(context, f"Run of {run.job_name} succeeded with {len(lines)} warning(s)", lines)
