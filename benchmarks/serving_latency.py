@@ -1,11 +1,13 @@
 """Latency of `housing-serve` for the champion: single rows and 100-row batches.
 
     .venv/bin/python -m benchmarks.serving_latency [--single 300] [--batch 100]
+    .venv/bin/python -m benchmarks.serving_latency --alias challenger --interval 0.9
 
 Starts the model server (`housing-serve`, on the project's MLflow store or MLFLOW_TRACKING_URI)
 on 127.0.0.1, then sends a bounded, sequential load from this (second) process: --single
 requests of one row and --batch requests of 100 rows (real rows, a NaN total_bedrooms among
-them). Prints and saves p50/p99 in milliseconds.
+them). Prints and saves p50/p99 in milliseconds. ``--alias`` serves another alias;
+``--interval`` asks every request for prediction intervals at that level.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=300)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--source", default=default_source())
+    parser.add_argument("--alias", default="champion", help="the alias to serve")
+    parser.add_argument("--interval", type=float, help="ask for intervals at this level")
     add_out_argument(parser)
     args = parser.parse_args()
 
@@ -43,7 +47,11 @@ def main() -> None:
     records = json.loads(rows.to_json(orient="records"))
 
     port = free_port()
-    command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
+    command = [
+        str(Path(sys.executable).parent / "housing-serve"),
+        *("--port", str(port), "--alias", args.alias),
+    ]
+    params = {"params": {"interval": args.interval}} if args.interval else {}
     url = f"http://127.0.0.1:{port}/invocations"
     with background_server(command, f"http://127.0.0.1:{port}/ping", env=dict(os.environ)):
 
@@ -57,18 +65,18 @@ def main() -> None:
             return (time.perf_counter() - start) * 1000
 
         single = [
-            json.dumps({"dataframe_records": [records[i % 1000]]}).encode()
+            json.dumps({"dataframe_records": [records[i % 1000]], **params}).encode()
             for i in range(args.single)
         ]
         batch = [
             json.dumps(
-                {"dataframe_records": records[(i * 100) % 900 : (i * 100) % 900 + 100]}
+                {"dataframe_records": records[(i * 100) % 900 : (i * 100) % 900 + 100], **params}
             ).encode()
             for i in range(args.batch)
         ]
         for payload in single[:10] + batch[:3]:  # warm-up
             call(payload)
-        result: dict = {"calibration": calibrate()}
+        result: dict = {"alias": args.alias, "interval": args.interval, "calibration": calibrate()}
         for name, payloads in (("single_row", single), ("rows_100", batch)):
             ms = np.array([call(p) for p in payloads])
             result[name] = {

@@ -119,3 +119,18 @@ def test_a_run_whose_own_version_took_the_alias_is_scored_by_the_one_before(cons
     registry = ModelRegistry(client, "housing_price_model")
     assert registry.champion_before_run("another-run") == "4"
     assert registry.champion_before_run("earlier-run") == "3"
+
+
+def test_a_live_batch_outside_the_served_interval_warns():
+    rows = _rows("b1", [100.0] * 10)
+    predictions = np.full(10, 100.0)
+    inside = (np.full(10, 90.0), np.full(10, 110.0))
+    table = live_error_by_batch(rows, predictions, inside)
+    assert table["interval_coverage_pct"].tolist() == [100.0]
+    verdict = live_error_verdict(rows, predictions, 5.0, 3.0, inside, level=0.9)
+    assert verdict.passed and "held 100.0 % of the prices" in verdict.describe()
+    # 8 of 10 prices inside a 90 % interval: 10 points below nominal.
+    two_out = (np.r_[np.full(8, 90.0), 101.0, 101.0], np.full(10, 110.0))
+    verdict = live_error_verdict(rows, predictions, 5.0, 3.0, two_out, level=0.9)
+    assert verdict.coverage_pct == 80.0 and verdict.coverage_low and not verdict.passed
+    assert not verdict.exceeded  # the error itself is fine

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -73,6 +74,28 @@ def test_server_matches_the_in_process_model_and_rejects_bad_requests(served_cha
     status, body = post(f"{base}/invocations", {"dataframe_split": split})
     assert status == 200, body
     np.testing.assert_allclose(body["predictions"], expected, rtol=1e-6)
+
+    # Intervals through MLflow's inference params: the same prices, with bounds around them.
+    status, body = post(
+        f"{base}/invocations", {"dataframe_records": records, "params": {"interval": 0.9}}
+    )
+    assert status == 200, body
+    table = pd.DataFrame(body["predictions"])
+    assert list(table.columns) == ["prediction", "lower", "upper"]
+    np.testing.assert_allclose(table["prediction"], expected, rtol=1e-6)
+    assert (table["lower"] < table["prediction"]).all() and (
+        table["prediction"] < table["upper"]
+    ).all()
+    narrower = pd.DataFrame(
+        post(f"{base}/invocations", {"dataframe_records": records, "params": {"interval": 0.5}})[1][
+            "predictions"
+        ]
+    )
+    assert (narrower["upper"] - narrower["lower"] < table["upper"] - table["lower"]).all()
+    status, body = post(
+        f"{base}/invocations", {"dataframe_records": records, "params": {"interval": 2}}
+    )
+    assert status == 400 and "between 0 and 1" in body["message"], body
 
     missing = [{k: v for k, v in r.items() if k != "households"} for r in records[:2]]
     status, body = post(f"{base}/invocations", {"dataframe_records": missing})

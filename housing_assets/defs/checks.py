@@ -23,6 +23,7 @@ from housing_assets.defs.jobs import BATCHES_TAG
 from housing_assets.io.registry import CHAMPION, ModelRegistry
 from housing_assets.ml.batches import BASE_BATCH, BATCH_COLUMN
 from housing_assets.ml.drift import drift_table
+from housing_assets.ml.intervals import INTERVAL_LEVEL
 from housing_assets.ml.live_error import live_error_by_batch, live_error_verdict
 from housing_assets.ml.metrics import BLOG_PIPELINE_TEST_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS, NUMERIC_FEATURES, RAW_COLUMNS
@@ -97,15 +98,26 @@ def batch_drift(raw_housing: pd.DataFrame) -> AssetCheckResult:
     )
 
 
+def served_predictions(model, rows: pd.DataFrame):
+    """(prices, (lower, upper) at INTERVAL_LEVEL or None) from a loaded version: a version
+    that declares no params (registered before intervals) gives prices only."""
+    if model.metadata.get_params_schema() is None:
+        return np.asarray(model.predict(rows), dtype=float), None
+    table = model.predict(rows, params={"interval": INTERVAL_LEVEL})
+    bounds = (table["lower"].to_numpy(), table["upper"].to_numpy())
+    return table["prediction"].to_numpy(dtype=float), bounds
+
+
 @asset_check(asset=raw_housing)
 def champion_live_error(
     context: AssetCheckExecutionContext, raw_housing: pd.DataFrame, mlflow: MlflowTracking
 ) -> AssetCheckResult:
     """Test-then-train: the champion that served while this run's batches landed scores their
     new rows (their prices are the labels) before anything is fitted on them. The live wMAPE
-    is logged per batch to the champion's MLflow run (``live_wmape``, stepped by batch); warns
-    when it exceeds the champion's test wMAPE by more than HOUSING_LIVE_ERROR_MARGIN_PP points,
-    which requests a retune."""
+    (and the 90 % interval's coverage) is logged per batch to the champion's MLflow run
+    (``live_wmape``, stepped by batch); warns when it exceeds the champion's test wMAPE by more
+    than HOUSING_LIVE_ERROR_MARGIN_PP points, or when the coverage falls more than 5 points
+    below 90 %, which requests a retune."""
     names = [n for n in context.run.tags.get(BATCHES_TAG, "").split(",") if n]
     rows = raw_housing[raw_housing[BATCH_COLUMN].isin(names)]
     if rows.empty:
@@ -114,16 +126,16 @@ def champion_live_error(
     version = registry.champion_before_run(context.run.run_id)
     if version is None:
         return AssetCheckResult(passed=True, metadata={"scored": "no champion to score them"})
-    predictions = registry.load(version).predict(rows[FEATURE_COLUMNS])
-    table = live_error_by_batch(rows, predictions)
+    predictions, bounds = served_predictions(registry.load(version), rows[FEATURE_COLUMNS])
+    table = live_error_by_batch(rows, predictions, bounds)
     test_wmape = float(registry.client.get_model_version(registry.name, version).tags["wmape"])
-    verdict = live_error_verdict(
-        rows, predictions, test_wmape, load_settings().live_error_margin_pp
-    )
+    margin = load_settings().live_error_margin_pp
+    level = INTERVAL_LEVEL if bounds is not None else None
+    verdict = live_error_verdict(rows, predictions, test_wmape, margin, bounds, level)
     arrived = [b for b in raw_housing[BATCH_COLUMN].unique() if b != BASE_BATCH]
     registry.log_live_error(version, table, {b: i for i, b in enumerate(arrived, 1)})
     return AssetCheckResult(
-        passed=not verdict.exceeded,
+        passed=verdict.passed,
         severity=AssetCheckSeverity.WARN,
         description=verdict.describe(),
         metadata={
@@ -133,6 +145,8 @@ def champion_live_error(
             "champion_test_wmape": verdict.test_wmape,
             "excess_pp": verdict.excess_pp,
             "margin_pp": verdict.margin_pp,
+            "live_interval_coverage_pct": verdict.coverage_pct,
+            "interval_level_pct": verdict.nominal_pct,
             "live_error_by_batch": MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f")),
         },
     )

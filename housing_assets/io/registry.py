@@ -19,8 +19,9 @@ from housing_assets.io.integrity import (
     verify_model_version,
 )
 from housing_assets.io.redaction import redact_url
+from housing_assets.io.served_model import PARAMS, PricePredictor
 from housing_assets.ml.gate import GateDecision, GateRules, gate_decision
-from housing_assets.ml.live_error import LIVE_METRICS
+from housing_assets.ml.live_error import COVERAGE, LIVE_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
 from housing_assets.ml.split import SPLIT_SCHEME
 from housing_assets.steps.final_model import FittedModel, RegistrationSettings, score_on_test
@@ -237,7 +238,7 @@ class ModelRegistry:
 
     def log_and_register(
         self,
-        pipeline,
+        model: PricePredictor,
         example: pd.DataFrame,
         description: str,
         tags: dict[str, str],
@@ -257,14 +258,13 @@ class ModelRegistry:
         mlflow.log_metrics(metrics)
         for artifact, text in texts.items():
             mlflow.log_text(text, artifact)
-        info = mlflow.sklearn.log_model(
-            pipeline,
+        info = mlflow.pyfunc.log_model(
             name="model",
-            signature=infer_signature(example, pipeline.predict(example)),
+            python_model=model,
+            signature=infer_signature(example, model.predict(None, example), params=PARAMS),
             input_example=example,
             pip_requirements=pip_requirements(),
             code_paths=[package_code_path()],
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
             registered_model_name=self.name,
         )
         version = str(info.registered_model_version)
@@ -305,10 +305,11 @@ class ModelRegistry:
 
         run_id = self.client.get_model_version(self.name, version).run_id
         now = int(time.time() * 1000)
+        names = [n for n in (*LIVE_METRICS, COVERAGE) if n in table.columns]
         metrics = [
             Metric(f"live_{name}", float(row[name]), now, step[row["batch"]])
             for _, row in table.iterrows()
-            for name in LIVE_METRICS
+            for name in names
         ]
         self.client.log_batch(run_id, metrics=metrics)
 
@@ -442,9 +443,14 @@ def publish_model(
         "seeds": list(fitted.seeds),
         "data": source.as_dict(),
         "split_scheme": SPLIT_SCHEME,
+        "intervals": {
+            "method": "split conformal on |log price residual|, per ocean_proximity",
+            "calibration_rows": fitted.intervals.summary() if fitted.intervals else {},
+            "test_at_90": fitted.test_intervals,
+        },
     }
     version, mlflow_run_id = registry.log_and_register(
-        fitted.pipeline,
+        PricePredictor(fitted.pipeline, fitted.intervals),
         input_example(split.train[FEATURE_COLUMNS]),
         description,
         model_tags(tuned.family, metrics, source.sha256, dagster_run_id),
@@ -453,6 +459,7 @@ def publish_model(
             **{f"test_{k}": v for k, v in metrics.items()},
             **{f"cv_{k}": v for k, v in tuned.cv_metrics.items()},
             **{f"gate_{k}": v for k, v in decision.challenger_metrics.items()},
+            **{f"test_interval90_{k}": v for k, v in (fitted.test_intervals or {}).items()},
         },
         {
             "model_config.yaml": yaml.safe_dump(model_config, sort_keys=False),

@@ -260,6 +260,7 @@ def registration_evidence(registration, split: HousingSplit) -> Evidence:
     )
     scatter = plots.predicted_vs_actual(split.test[TARGET], fitted.test_predictions)
     test = {f"test_{k}": rounded_metric(k, v) for k, v in model.test_metrics.items()}
+    test |= {f"test_interval90_{k}": round(v, 2) for k, v in (fitted.test_intervals or {}).items()}
     intervals = {
         f"gate_{name}_diff_{end}": round(getattr(interval, end), 4)
         for name, interval in decision.intervals.items()

@@ -1,6 +1,6 @@
 """registered_model: fit the tuned family on every training row, predict the gate rows (where
-the promotion gate compares it with the champion) and, once the gate has decided, score it once
-on the test rows (publishing it to the registry is ``housing_assets.io.registry``'s)."""
+the promotion gate compares it with the champion, and where its conformal intervals are
+calibrated) and, once the gate has decided, score it once on the test rows (publishing it to the registry is ``housing_assets.io.registry``'s)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ import pandas as pd
 
 from housing_assets.datasets import HousingSplit, TunedParams
 from housing_assets.ml.gate import GateRules
+from housing_assets.ml.intervals import (
+    INTERVAL_LEVEL,
+    ConformalIntervals,
+    fit_conformal,
+    interval_report,
+)
 from housing_assets.ml.metrics import regression_metrics
 from housing_assets.ml.models import FAMILIES
 from housing_assets.ml.pipeline import (
@@ -74,9 +80,12 @@ class FittedModel:
     importances: pd.DataFrame
     seeds: tuple[int, ...]  # of the averaged fits (none: one fit of a regressor without a seed)
     seconds: float  # fitting and scoring, without the registry
+    # Conformal intervals calibrated on the gate rows (None: the split has no gate rows).
+    intervals: ConformalIntervals | None = None
     # Filled by score_on_test, after the promotion decision: the test rows are read once.
     test_predictions: np.ndarray | None = None
     test_metrics: dict[str, float] | None = None
+    test_intervals: dict[str, float] | None = None  # coverage and width at INTERVAL_LEVEL
 
 
 def fit_challenger(
@@ -92,14 +101,15 @@ def fit_challenger(
     pipeline = build_model_pipeline(split.spec, regressor, scale=family.scale)
     pipeline.fit(split.train[FEATURE_COLUMNS], split.train[TARGET])
     gate = split.gate
+    has_gate = gate is not None and not gate.empty
+    gate_predictions = pipeline.predict(gate[FEATURE_COLUMNS]) if has_gate else None
     return FittedModel(
         pipeline=pipeline,
-        gate_predictions=None
-        if gate is None or gate.empty
-        else pipeline.predict(gate[FEATURE_COLUMNS]),
+        gate_predictions=gate_predictions,
         importances=feature_importances(pipeline),
         seeds=fit_seeds,
         seconds=time.perf_counter() - start,
+        intervals=fit_conformal(gate, gate[TARGET], gate_predictions) if has_gate else None,
     )
 
 
@@ -107,10 +117,15 @@ def score_on_test(fitted: FittedModel, split: HousingSplit) -> FittedModel:
     """``fitted`` with its predictions and metrics on the test rows: the one look at them."""
     start = time.perf_counter()
     predictions = fitted.pipeline.predict(split.test[FEATURE_COLUMNS])
+    test_intervals = None
+    if fitted.intervals is not None:
+        lower, upper = fitted.intervals.bounds(split.test, predictions, INTERVAL_LEVEL)
+        test_intervals = interval_report(split.test[TARGET], predictions, lower, upper)
     return replace(
         fitted,
         test_predictions=predictions,
         test_metrics=regression_metrics(split.test[TARGET], predictions),
+        test_intervals=test_intervals,
         seconds=fitted.seconds + time.perf_counter() - start,
     )
 

@@ -31,7 +31,7 @@ def registered_model(
     registry = ModelRegistry(tracking.mlflow.client(), tracking.mlflow.registered_model_name)
     with tracking.mlflow.start_run(f"registered_model-{tuned_params.family}"):
         registration = publish_model(
-            registry, train_test_split, tuned_params, fitted, settings, context.run_id
+            registry, train_test_split, tuned_params, fitted, settings, context.run.run_id
         )
     tracking.publish(context, registration_evidence(registration, train_test_split))
     return registration.model
