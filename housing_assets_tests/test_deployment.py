@@ -169,10 +169,11 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[port_name]}{path}"
 
 
-def predict(stack: Stack, rows: list[dict]) -> tuple[int, dict, str | None]:
+def predict(stack: Stack, rows: list[dict], **params) -> tuple[int, dict, str | None]:
+    payload = {"dataframe_records": rows, **({"params": params} if params else {})}
     request = urllib.request.Request(
         stack.url("MODEL_PORT", "/invocations"),
-        data=json.dumps({"dataframe_records": rows}).encode(),
+        data=json.dumps(payload).encode(),
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -390,6 +391,9 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
         poll_s=2,
     )
     assert version == "1" and 15_000 < body["predictions"][0] < 1_000_000, body
+    status, body, _ = predict(stack, [ROW], interval=0.9)  # with MLflow's inference params
+    (served,) = body["predictions"]
+    assert status == 200 and served["lower"] < served["prediction"] < served["upper"], body
     restarts = subprocess.run(
         ["docker", "inspect", "--format", "{{.RestartCount}}", stack.container("model")],
         capture_output=True,
