@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from housing_assets.ml.gate import GateDecision, GateRules, gate_decision
 from housing_assets.ml.live_error import COVERAGE, LIVE_METRICS
 from housing_assets.ml.schema import FEATURE_COLUMNS, TARGET
 from housing_assets.ml.split import SPLIT_SCHEME
+from housing_assets.reports.promotion_diff import DiffReport, Versions, data_batches, promotion_diff
 from housing_assets.steps.final_model import FittedModel, RegistrationSettings, score_on_test
 
 MODEL_NAME = "housing_price_model"
@@ -325,6 +327,43 @@ class ModelRegistry:
             local = verify_model_version(self.client, self.name, version, tmp)
             return mlflow.pyfunc.load_model(str(local))
 
+    def versions(self, challenger: str, champion: str | None) -> Versions:
+        """The two versions of a promotion report, with what the champion's run recorded: the
+        batches of its data and its feature importances (None where it did not record them)."""
+        batches, importances = None, None
+        if champion is not None:
+            run_id = self.client.get_model_version(self.name, champion).run_id
+            config = yaml.safe_load(self._artifact_text(run_id, "model_config.yaml") or "{}")
+            if "batches" in (config or {}):
+                batches = frozenset(config["batches"])
+            text = self._artifact_text(run_id, "feature_importances.csv")
+            importances = pd.read_csv(io.StringIO(text)) if text else None
+        return Versions(challenger, champion, batches, importances)
+
+    def _artifact_text(self, run_id: str, path: str) -> str | None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="artifact-") as tmp:
+            try:
+                local = self.client.download_artifacts(run_id, path, tmp)
+            except Exception:  # an older version without it
+                return None
+            return Path(local).read_text()
+
+    def log_report(self, report: DiffReport) -> None:
+        """Into the active MLflow run (the challenger's): the report and its figures."""
+        import tempfile
+
+        import mlflow
+
+        with tempfile.TemporaryDirectory(prefix="report-") as tmp:
+            folder = Path(tmp) / "promotion_diff"
+            folder.mkdir()
+            (folder / "promotion_diff.md").write_text(report.markdown)
+            for name, png in report.figures.items():
+                (folder / f"{name}.png").write_bytes(png)
+            mlflow.log_artifacts(str(folder), "promotion_diff")
+
     def split_scheme(self, version: str) -> str | None:
         """The split a version was registered under (None: before the gate split existed)."""
         return self.client.get_model_version(self.name, version).tags.get("split_scheme")
@@ -360,6 +399,7 @@ class Registration:
     reason: str
     description: str
     decision: GateDecision  # the gate's own verdict (``promoted`` may be forced)
+    diff: DiffReport  # what the decision changes, against the champion
 
 
 class GateSplitMissingError(RuntimeError):
@@ -416,6 +456,7 @@ def publish_model(
     move ``champion`` when the gate passed."""
     previous = registry.champion_version()
     decision = gate_champion(registry, previous, split, fitted, settings.gate_rules())
+    fitted_rows = pd.concat([split.train, split.gate])  # the rows it was fitted on or gated by
     promote, reason = decision.promote, decision.reason
     if settings.force_promote and not promote:
         promote, reason = True, f"forced by configuration ({reason})"
@@ -443,6 +484,7 @@ def publish_model(
         "seeds": list(fitted.seeds),
         "data": source.as_dict(),
         "split_scheme": SPLIT_SCHEME,
+        "batches": data_batches(fitted_rows),
         "intervals": {
             "method": "split conformal on |log price residual|, per ocean_proximity",
             "calibration_rows": fitted.intervals.summary() if fitted.intervals else {},
@@ -468,6 +510,18 @@ def publish_model(
         },
     )
     aliases = registry.record_decision(version, promote, reason, previous, decision.as_json())
+    compared = previous if decision.champion_predictions is not None else None
+    diff = promotion_diff(
+        registry.versions(version, compared),
+        decision,
+        ("promoted: " if promote else "kept the champion: ") + reason,
+        fitted_rows,
+        split.gate,
+        fitted.gate_predictions,
+        decision.champion_predictions,
+        fitted.importances,
+    )
+    registry.log_report(diff)
     model = RegisteredModel(
         name=registry.name,
         version=version,
@@ -479,4 +533,4 @@ def publish_model(
         cv_metrics=tuned.cv_metrics,
         aliases=aliases,
     )
-    return Registration(model, fitted, promote, reason, description, decision)
+    return Registration(model, fitted, promote, reason, description, decision, diff)

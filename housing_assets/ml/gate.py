@@ -183,6 +183,7 @@ class GateDecision:
     blocked_by: list[str] = field(default_factory=list)
     challenger_metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] | None = None
+    champion_predictions: np.ndarray | None = None  # on the gate rows, when compared
 
     def slices_markdown(self) -> str:
         """The slices that count (enough rows) as a Markdown table of wMAPE in %; every slice,
@@ -278,4 +279,5 @@ def gate_decision(
         blocked_by=blocked,
         challenger_metrics=new_metrics,
         champion_metrics=regression_metrics(y, champion),
+        champion_predictions=np.asarray(champion, dtype=float),
     )

@@ -283,7 +283,10 @@ def registration_evidence(registration, split: HousingSplit) -> Evidence:
             **test,
         },
         summary={**test, "promoted": registration.promoted, "gate_passed": decision.promote},
-        markdown={"description": registration.description},
+        markdown={
+            "description": registration.description,
+            "promotion_diff": registration.diff.markdown,
+        },
         json={"promotion_gate": json.loads(decision.as_json())},
         tables={
             "test_metrics": metrics,
@@ -293,5 +296,6 @@ def registration_evidence(registration, split: HousingSplit) -> Evidence:
         figures={
             "predicted_vs_actual": plots.to_png(scatter),
             "feature_importance_plot": plots.to_png(importance),
+            **{f"promotion_diff_{name}": png for name, png in registration.diff.figures.items()},
         },
     )
