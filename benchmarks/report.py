@@ -290,19 +290,49 @@ def _side_by_side_tables(report: dict) -> list[Table]:
 def _parallel_tuning_tables(report: dict) -> list[Table]:
     rows = []
     for setup, label in (("machine", "this machine"), ("per_worker", "per worker")):
-        for workers in (1, 2):
-            r = report[setup][f"workers_{workers}"]
+        for workers in (1, 2, 3):
+            r = report[setup].get(f"workers_{workers}")
+            if r is None:
+                continue
+            per_minute = r.get("trials_per_minute")
             rows.append(
                 [
                     f"{label}: {workers} worker(s), {r['threads_total']} thread(s) in all",
                     f"{r['seconds']:.1f}",
                     str(r["finished_trials"]),
+                    "" if per_minute is None else f"{per_minute:.1f}",
                     f"{r['best_value']:.3f}",
                 ]
             )
         rows.append([f"**{label}: 2 workers ÷ 1**", f"**{report[setup]['ratio_2_over_1']:.2f}**"])
-        rows[-1] += ["", ""]
-    return [(["setup", "seconds", "finished trials", "best CV value"], rows)]
+        rows[-1] += ["", "", ""]
+    header = ["setup", "seconds", "finished trials", "trials/min", "best CV value"]
+    return [(header, rows)]
+
+
+def _growth_tables(report: dict) -> list[Table]:
+    rows = [
+        [
+            f"{level['accepted_batches']:,}",
+            f"{level['raw_rows']:,}",
+            f"{level['median_tick_s'] * 1000:.0f}",
+            f"{level['retrain']['wall_s']:.1f}",
+            f"{level['retrain_s_per_1k_rows']:.2f}",
+            f"{level['retrain']['peak_rss_mb']:,.0f}",
+            f"{level['landing_to_registered_s']:.1f}",
+        ]
+        for level in report["levels"].values()
+    ]
+    header = [
+        "accepted batches",
+        "raw rows",
+        "sensor tick, median (ms)",
+        "retrain (s)",
+        "retrain s / 1,000 rows",
+        "retrain peak RSS (MB)",
+        "landing → registered (s)",
+    ]
+    return [(header, rows)]
 
 
 def _serving_latency_tables(report: dict) -> list[Table]:
@@ -391,11 +421,20 @@ BENCHMARKS: dict[str, Benchmark] = {
         _side_by_side_tables,
     ),
     "parallel_tuning": Benchmark(
-        "Optuna trials on one or two worker processes",
+        "Optuna trials on one, two or three worker processes",
         "python -m benchmarks.parallel_tuning",
         "The same number of finished trials on the pipeline's folds of the real training rows, "
         "one study in SQLite storage shared by the workers.",
         _parallel_tuning_tables,
+    ),
+    "growth": Benchmark(
+        "Cost as data grows",
+        "python -m benchmarks.growth",
+        "One project, the quick pipeline once, then batches of 200 real rows accepted by real "
+        "sensor ticks; at each level three more ticks are timed and the retrain the last one "
+        "requested runs under `/usr/bin/time` (wall, peak memory). Goals: a flat tick, a "
+        "retrain linear in rows or better.",
+        _growth_tables,
     ),
     "serving_latency": Benchmark(
         "Serving latency",
