@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.serving_latency [--single 300] [--batch 100]
     .venv/bin/python -m benchmarks.serving_latency --alias challenger --interval 0.9
+    .venv/bin/python -m benchmarks.serving_latency --shadow challenger
 
 Starts the model server (`housing-serve`, on the project's MLflow store or MLFLOW_TRACKING_URI)
 on 127.0.0.1, then sends a bounded, sequential load from this (second) process: --single
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--source", default=default_source())
     parser.add_argument("--alias", default="champion", help="the alias to serve")
     parser.add_argument("--interval", type=float, help="ask for intervals at this level")
+    parser.add_argument("--shadow", metavar="ALIAS", help="serve with --shadow ALIAS")
     add_out_argument(parser)
     args = parser.parse_args()
 
@@ -50,6 +53,7 @@ def main() -> None:
     command = [
         str(Path(sys.executable).parent / "housing-serve"),
         *("--port", str(port), "--alias", args.alias),
+        *(("--shadow", args.shadow, "--request-log", tempfile.mkdtemp()) if args.shadow else ()),
     ]
     params = {"params": {"interval": args.interval}} if args.interval else {}
     url = f"http://127.0.0.1:{port}/invocations"
@@ -76,7 +80,12 @@ def main() -> None:
         ]
         for payload in single[:10] + batch[:3]:  # warm-up
             call(payload)
-        result: dict = {"alias": args.alias, "interval": args.interval, "calibration": calibrate()}
+        result: dict = {
+            "alias": args.alias,
+            "interval": args.interval,
+            "shadow": args.shadow,
+            "calibration": calibrate(),
+        }
         for name, payloads in (("single_row", single), ("rows_100", batch)):
             ms = np.array([call(p) for p in payloads])
             result[name] = {

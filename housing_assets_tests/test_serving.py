@@ -248,3 +248,40 @@ def test_request_rules_are_the_training_rules():
         assert "column 'latitude' has 1 value(s) outside [32, 42.5]" in request_problem(
             data, content_type
         )
+
+
+def test_housing_serve_shadow_logs_both_versions_answers(registry, tmp_path):
+    """--shadow challenger: the champion (v3, 300) answers; v2 (200), aliased challenger, scores
+    the same rows off the request path; both land in the Parquet request log, which the report
+    compares (and checks against the rows it is given as training rows)."""
+    from housing_assets.io.shadow import read_request_log
+    from housing_assets.reports.shadow import shadow_report
+
+    registry[0].set_registered_model_alias("housing_price_model", "challenger", "2")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_dir = tmp_path / "request_log"
+    command = [str(Path(sys.executable).parent / "housing-serve"), "--port", str(port)]
+    command += ["--shadow", "challenger", "--request-log", str(log_dir), "--poll-s", "0.5"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    with background_server(command, f"{base}/ping", env=env, log_path=tmp_path / "serve.log"):
+        for x in (1.0, 2.0, 3.0):
+            status, body, version = post_with_version(
+                f"{base}/invocations", {"dataframe_records": [{"x": x}, {"x": x + 10}]}
+            )
+            assert (status, body["predictions"], version) == (200, [300.0, 300.0], "3")
+    # Stopping the server scores what is queued and writes the log.
+    logged = read_request_log(log_dir)
+    assert len(logged) == 6 and logged["request_sha256"].nunique() == 3
+    assert set(logged["champion_version"]) == {"3"} and set(logged["shadow_version"]) == {"2"}
+    assert (logged["champion_prediction"] == 300.0).all()
+    assert (logged["shadow_prediction"] == 200.0).all()
+    assert sorted(logged["x"]) == [1.0, 2.0, 3.0, 11.0, 12.0, 13.0]
+    assert "shadow: 3 requests scored, 0 dropped" in (tmp_path / "serve.log").read_text()
+
+    markdown, tables = shadow_report(logged, training_rows=pd.DataFrame())
+    (pair,) = tables["comparison"].itertuples()
+    assert (pair.requests, pair.rows, pair.moved_over_5pct_share) == (3, 6, 100.0)
+    assert pair.median_abs_change_pct == pytest.approx(100 / 3)
+    assert "3 requests, 6 rows logged." in markdown
+    assert "| 3 | 2 | 3 | 6 | 33.33 |" in " ".join(markdown.split())

@@ -33,9 +33,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ class Served:
     version: str
     app: Any  # MLflow's scoring app for it
     rules: RequestRules  # what its requests must be
+    model: Any = None  # the loaded pyfunc model (for shadow scoring)
 
 
 class AliasFollowingApp:
@@ -98,6 +101,8 @@ class AliasFollowingApp:
         # again until the alias moves or that tag changes.
         self._refused: tuple[str, str | None] | None = None
         self._refusal: str | None = None
+        # Called with each checked request body and the version answering it (shadow scoring).
+        self.on_request: Callable[[bytes, Served], None] | None = None
         if wait:
             self.refresh()
         else:
@@ -108,6 +113,11 @@ class AliasFollowingApp:
     def version(self) -> str | None:
         """The version being served (None while waiting for the alias)."""
         return self._current.version if self._current else None
+
+    def loaded(self) -> tuple[str, Any] | None:
+        """(version, pyfunc model) being served, None while waiting for the alias."""
+        current = self._current
+        return (current.version, current.model) if current else None
 
     def _load(self, version: str) -> Served:
         """Fetch the version's files, check them against its recorded digest, and only then
@@ -134,7 +144,7 @@ class AliasFollowingApp:
             accepts_params=model.metadata.get_params_schema() is not None,
             max_rows=self.max_rows,
         )
-        return Served(version, scoring_server.init(model), rules)
+        return Served(version, scoring_server.init(model), rules, model)
 
     def _digest_tag(self, version: str) -> str | None:
         return (self.client.get_model_version(self.model, version).tags or {}).get(DIGEST_TAG)
@@ -255,6 +265,8 @@ class AliasFollowingApp:
             ]
             scope = {**scope, "headers": headers}
             receive = _replay(body)
+            if self.on_request is not None:
+                self.on_request(body, current)
         await _guarded(app, scope, receive, _clean_errors(send, version))
 
 
@@ -708,6 +720,18 @@ def main(argv: list[str] | None = None) -> int:
         "recorded) without checking its files, with a warning; versions that have the tag are "
         f"always checked. Also {ALLOW_MISSING_DIGEST_ENV}=1. Default: refuse such a version",
     )
+    parser.add_argument(
+        "--shadow",
+        metavar="ALIAS",
+        help="also score every request with the version this alias names (e.g. challenger), "
+        "off the request path, and log both answers (see --request-log)",
+    )
+    parser.add_argument(
+        "--request-log",
+        default=str(settings.data_dir() / "request_log"),
+        help="folder of the shadow request log (Parquet parts; default: the data folder's "
+        "request_log)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the log
@@ -758,13 +782,47 @@ def main(argv: list[str] | None = None) -> int:
 
         stop = threading.Event()
         threading.Thread(target=app.follow, args=(args.poll_s, stop), daemon=True).start()
+        shadow = _start_shadow(app, client, args, models_dir, stop) if args.shadow else None
+        # uvicorn stops on SIGTERM, restores the handler it found and raises the signal again:
+        # with this handler that ends in SystemExit, so the cleanup below (the shadow's last
+        # log part) runs, also where SIGTERM was ignored when the server was started.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         finally:
             stop.set()
+            if shadow is not None:
+                shadow.close()
+                log.info("shadow: %d requests scored, %d dropped", shadow.scored, shadow.dropped)
         return 0
     finally:
         shutil.rmtree(models_dir, ignore_errors=True)
+
+
+def _start_shadow(app: AliasFollowingApp, client, args, models_dir: str, stop: threading.Event):
+    """Follow the shadow alias (loaded and checked like the served one; served nowhere) and
+    hand every checked request to a :class:`~housing_assets.io.shadow.ShadowScorer`."""
+    from housing_assets.io.shadow import RequestLog, ShadowScorer
+
+    follower = AliasFollowingApp(
+        client,
+        args.model,
+        args.shadow,
+        wait=True,
+        max_rows=args.max_rows,
+        allow_missing_digest=args.allow_missing_digest,
+        models_dir=models_dir,
+    )
+    threading.Thread(target=follower.follow, args=(args.poll_s, stop), daemon=True).start()
+    scorer = ShadowScorer(follower.loaded, RequestLog(args.request_log))
+    app.on_request = lambda body, served: scorer.submit(body, served.version, served.model)
+    log.info(
+        "shadow: scoring every request with %s@%s too, logged to %s",
+        args.model,
+        args.shadow,
+        args.request_log,
+    )
+    return scorer
 
 
 _EPILOG = f"""model files:
