@@ -782,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
 
         stop = threading.Event()
         threading.Thread(target=app.follow, args=(args.poll_s, stop), daemon=True).start()
-        shadow = _start_shadow(app, client, args, models_dir, stop) if args.shadow else None
+        shadow = _start_shadow(app, args) if args.shadow else None
         # uvicorn stops on SIGTERM, restores the handler it found and raises the signal again:
         # with this handler that ends in SystemExit, so the cleanup below (the shadow's last
         # log part) runs, also where SIGTERM was ignored when the server was started.
@@ -793,29 +793,26 @@ def main(argv: list[str] | None = None) -> int:
             stop.set()
             if shadow is not None:
                 shadow.close()
-                log.info("shadow: %d requests scored, %d dropped", shadow.scored, shadow.dropped)
+                log.info("shadow: %d requests dropped (queue full)", shadow.dropped)
         return 0
     finally:
         shutil.rmtree(models_dir, ignore_errors=True)
 
 
-def _start_shadow(app: AliasFollowingApp, client, args, models_dir: str, stop: threading.Event):
-    """Follow the shadow alias (loaded and checked like the served one; served nowhere) and
-    hand every checked request to a :class:`~housing_assets.io.shadow.ShadowScorer`."""
-    from housing_assets.io.shadow import RequestLog, ShadowScorer
+def _start_shadow(app: AliasFollowingApp, args):
+    """Start the shadow process (:func:`_shadow_process`) and hand it every checked request."""
+    from housing_assets.io.shadow import ShadowScorer
 
-    follower = AliasFollowingApp(
-        client,
+    settings_for_child = (
+        settings.mlflow_tracking_uri(),
         args.model,
         args.shadow,
-        wait=True,
-        max_rows=args.max_rows,
-        allow_missing_digest=args.allow_missing_digest,
-        models_dir=models_dir,
+        args.request_log,
+        args.poll_s,
+        args.allow_missing_digest,
     )
-    threading.Thread(target=follower.follow, args=(args.poll_s, stop), daemon=True).start()
-    scorer = ShadowScorer(follower.loaded, RequestLog(args.request_log))
-    app.on_request = lambda body, served: scorer.submit(body, served.version, served.model)
+    scorer = ShadowScorer(_shadow_process, settings_for_child)
+    app.on_request = lambda body, served: scorer.submit(body, served.version)
     log.info(
         "shadow: scoring every request with %s@%s too, logged to %s",
         args.model,
@@ -823,6 +820,40 @@ def _start_shadow(app: AliasFollowingApp, client, args, models_dir: str, stop: t
         args.request_log,
     )
     return scorer
+
+
+def _shadow_process(requests, uri, model, alias, request_log, poll_s, allow_missing_digest):
+    """The shadow process: follows the shadow alias (loaded and checked like the served one;
+    answering nobody), loads each champion version it is told about the same way, and scores
+    the queued requests with both (:func:`housing_assets.io.shadow.score_requests`)."""
+    import mlflow
+
+    from housing_assets.io.shadow import RequestLog, score_requests
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.nice(10)  # the server's requests first
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    models_dir = tempfile.mkdtemp(prefix="housing-shadow-")
+    follower = AliasFollowingApp(
+        client, model, alias, wait=True, allow_missing_digest=allow_missing_digest,
+        models_dir=models_dir,
+    )  # fmt: skip
+    stop = threading.Event()
+    threading.Thread(target=follower.follow, args=(poll_s, stop), daemon=True).start()
+    champions: dict[str, Any] = {}
+
+    def champion(version: str):
+        if version not in champions:
+            champions.clear()  # one champion at a time
+            champions[version] = follower._load(version).model
+        return champions[version]
+
+    try:
+        scored = score_requests(requests, follower.loaded, champion, RequestLog(request_log))
+        log.info("shadow: %d requests scored", scored)
+    finally:
+        stop.set()
+        shutil.rmtree(models_dir, ignore_errors=True)
 
 
 _EPILOG = f"""model files:
