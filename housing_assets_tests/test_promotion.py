@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -86,6 +87,15 @@ def test_the_gate_decides_on_gate_rows_and_records_its_evidence(registry, split)
     tags = client.get_model_version("housing_price_model", "6").tags
     assert tags["promotion_decision"].startswith("kept champion")
     assert registry.champion_version() == "5"
+    # Promoted or not, the version carries the diff report (Markdown and figures).
+    for number in ("5", "6"):
+        run_id = client.get_model_version("housing_price_model", number).run_id
+        files = {f.path for f in client.list_artifacts(run_id, "promotion_diff")}
+        assert "promotion_diff/promotion_diff.md" in files, files
+        assert any(f.endswith(".png") for f in files), files
+    report = client.download_artifacts(run_id, "promotion_diff/promotion_diff.md")
+    text = Path(report).read_text()
+    assert "**Decision:** kept the champion" in text and "## Metrics on the" in text
     forced = _publish(
         registry, split, _tuned(seed=1, trees=5), RegistrationSettings(force_promote=True)
     )
