@@ -15,18 +15,14 @@ HOUSING_REQUIRE_DOCKER=1, which turns a missing engine into a failure instead of
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,23 +30,20 @@ import pytest
 import requests
 import yaml
 
-from housing_assets_testkit import REPO_ROOT, free_port, wait_for
+from housing_assets_testkit import REPO_ROOT, wait_for
+from housing_assets_testkit.stack import (
+    SECRET_FILES,
+    SERVICES,
+    Stack,
+    compose_command,
+    docker_engine_answers,
+    run_container,
+    running_stack,
+    stack_environment,
+)
 
 pytestmark = pytest.mark.deployment
 
-COMPOSE_FILES = ["docker-compose.yaml", "deploy/docker-compose.local-dataset.yaml"]
-SERVICES = ["postgres", "mlflow", "code", "webserver", "daemon", "model"]
-# The README's secret files, and the services that get each (docker-compose.yaml).
-SECRET_FILES = {
-    "dagster_db_password": {"postgres", "code", "webserver", "daemon"},
-    "mlflow_db_password": {"postgres", "mlflow"},
-    "optuna_db_password": {"postgres", "code"},
-    "mlflow_admin_password": {"mlflow"},
-    "mlflow_pipeline_password": {"code"},
-    "mlflow_reader_password": {"model"},
-    "mlflow_secret_key": {"mlflow"},
-    "ui_password": {"webserver"},
-}
 MLFLOW_ACCOUNTS = {
     "admin": "mlflow_admin_password",
     "pipeline": "mlflow_pipeline_password",
@@ -72,101 +65,6 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 N_TUNING_WORKERS = 3
 FIRST_RUN_CONFIG = yaml.safe_load((REPO_ROOT / "housing_assets/defs/smoke.yaml").read_text())
 FIRST_RUN_CONFIG["ops"]["tuned_params"]["config"].update(n_trials=12, open_to_workers=True)
-
-
-def compose_command() -> list[str] | None:
-    """`docker compose` (v2) where the plugin exists, else `docker-compose` (1.29), else None."""
-    if shutil.which("docker") is None:
-        return None
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    return ["docker-compose"] if shutil.which("docker-compose") else None
-
-
-def docker_engine_answers() -> bool:
-    return (
-        shutil.which("docker") is not None
-        and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-    )
-
-
-class Stack:
-    """The compose project under test, and the commands a user types against it."""
-
-    def __init__(self, compose: list[str], env: dict[str, str], project: str):
-        self.base = [*compose, "-p", project]
-        for file in COMPOSE_FILES:
-            self.base += ["-f", file]
-        self.env = env
-        self.ports = {k: int(env[k]) for k in ("DAGSTER_PORT", "MLFLOW_PORT", "MODEL_PORT")}
-
-    def run(self, *args: str, timeout: float = 900, check: bool = True, **kwargs):
-        result = subprocess.run(
-            [*self.base, *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **kwargs,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def container(self, service: str) -> str:
-        return self.run("ps", "-q", service).stdout.strip()
-
-    def containers(self, service: str) -> list[str]:
-        return self.run("ps", "-q", service).stdout.split()
-
-    def health(self) -> dict[str, str]:
-        states = {}
-        for service in SERVICES:
-            cid = self.container(service)
-            if not cid:
-                states[service] = "missing"
-                continue
-            inspect = subprocess.run(
-                [
-                    "docker",
-                    "inspect",
-                    "--format",
-                    "{{.State.Status}} {{.State.Health.Status}}",
-                    cid,
-                ],
-                capture_output=True,
-                text=True,
-            ).stdout.split()
-            running, health = (inspect + ["?", "?"])[:2]
-            states[service] = health if running == "running" else running
-        return states
-
-    def exec(
-        self, service: str, command: str, stdin: bytes | None = None, check: bool = True
-    ) -> str:
-        """A shell command inside the service's container (as the image's user); its output,
-        or with check=False its output and errors, whatever its exit status."""
-        result = subprocess.run(
-            ["docker", "exec", "-i", self.container(service), "sh", "-c", command],
-            input=stdin,
-            capture_output=True,
-            timeout=60,
-        )
-        if not check:
-            return (result.stdout + result.stderr).decode()
-        assert result.returncode == 0, result.stderr.decode()
-        return result.stdout.decode()
-
-    def secret(self, name: str) -> str:
-        """A secret as the user wrote it into the secrets folder."""
-        return (Path(self.env["HOUSING_SECRETS_DIR"]) / name).read_text().strip()
-
-    def logs(self, services: list[str], lines: int = 60) -> str:
-        return self.run("logs", "--no-color", "--tail", str(lines), *services, check=False).stdout
-
-    def url(self, port_name: str, path: str) -> str:
-        return f"http://127.0.0.1:{self.ports[port_name]}{path}"
 
 
 def predict(stack: Stack, rows: list[dict], **params) -> tuple[int, dict, str | None]:
@@ -228,77 +126,46 @@ class RequestLoop(threading.Thread):
 
 @pytest.fixture
 def stack_env(tmp_path, housing_tgz) -> dict[str, str]:
-    """The user's environment for the stack: the README's secret files (in a folder of the test's
-    own), the dataset's path, a (stand-in) GCP key file and W&B key, quick retraining, free host
-    ports."""
+    """The user's environment for the stack (housing_assets_testkit.stack), with quick
+    retraining and few finished run containers kept (the test sees the launcher remove the
+    older ones)."""
     if compose_command() is None or not docker_engine_answers():
         message = "no Docker engine or compose here (.ci/run installs and starts them)"
         if os.environ.get("HOUSING_REQUIRE_DOCKER"):
             pytest.fail(message)
         pytest.skip(message)
-    key = tmp_path / "gcp-key.json"
-    key.write_text(json.dumps({"type": "service_account", "project_id": "housing-test"}))
-    key.chmod(0o644)
-    wandb_key = tmp_path / "wandb-key"
-    wandb_key.write_text(secrets.token_hex(20))  # W&B stays offline (WANDB_MODE)
-    wandb_key.chmod(0o644)
-    folder = tmp_path / "secrets"
-    folder.mkdir(mode=0o700)
-    for name in SECRET_FILES:  # as the README's command: openssl rand -hex 16, chmod 644
-        (folder / name).write_text(secrets.token_hex(16) + "\n")
-        (folder / name).chmod(0o644)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HOUSING_", "MLFLOW_", "GOOGLE_", "WANDB_", "STORAGE_EMULATOR"))
+    return stack_environment(
+        tmp_path,
+        housing_tgz,
+        HOUSING_RETRAIN_CONFIG="/opt/dagster/app/configs/smoke.yaml",
+        HOUSING_SENSOR_INTERVAL_S="5",
+        HOUSING_SERVE_POLL_S="3",
+        HOUSING_KEEP_RUN_CONTAINERS="2",
+    )
+
+
+# The test's one change to the shipped stack: the data volume is a tmpfs of bounded size, so
+# that filling it (a fault below) does not fill the host's disk. A tmpfs volume starts empty:
+# the image's landing folder is made after `up`.
+DATA_VOLUME_MB = 768
+SMALL_DATA_VOLUME = {
+    "volumes": {
+        "data": {
+            "driver": "local",
+            "driver_opts": {
+                "type": "tmpfs",
+                "device": "tmpfs",
+                "o": f"size={DATA_VOLUME_MB}m,uid=1000,gid=1000,mode=0755",
+            },
+        }
     }
-    return {
-        **env,
-        "HOUSING_SECRETS_DIR": str(folder),
-        "WANDB_API_KEY_FILE": str(wandb_key),
-        # The README's: the Docker socket's group, for the services that launch run containers.
-        "DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
-        "HOUSING_DATASET": str(housing_tgz),
-        "HOUSING_RETRAIN_CONFIG": "/opt/dagster/app/configs/smoke.yaml",
-        "HOUSING_SENSOR_INTERVAL_S": "5",
-        "HOUSING_SERVE_POLL_S": "3",
-        "GOOGLE_APPLICATION_CREDENTIALS": str(key),
-        "DAGSTER_PORT": str(free_port()),
-        "MLFLOW_PORT": str(free_port()),
-        "MODEL_PORT": str(free_port()),
-    }
+}
 
 
-@contextlib.contextmanager
-def running_stack(env: dict[str, str]) -> Iterator[Stack]:
-    """The compose project; on failure the last logs of the services that are not healthy (or
-    of all), and `down -v` in every case."""
-    project = f"housing-test-{os.getpid()}"
-    stack = Stack(compose_command() or [], {**env, "HOUSING_STACK": project}, project)
-    try:
-        yield stack
-    except BaseException:
-        states = stack.health()
-        failing = [s for s, h in states.items() if h != "healthy"] or SERVICES
-        print(f"service states: {states}\nlast logs of {failing}:\n{stack.logs(failing)}")
-        raise
-    finally:
-        # The run containers the daemon launched first (compose does not know them, and they
-        # hold the volumes), then the stack.
-        runs = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=housing/run-of={project}-code"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        if runs:
-            subprocess.run(["docker", "rm", "-f", *runs], capture_output=True)
-        stack.run(
-            "--profile", "workers", "down", "-v", "--remove-orphans", check=False, timeout=300
-        )
-
-
-def test_compose_stack_trains_serves_and_retrains(stack_env, raw_frame):
-    with running_stack(stack_env) as stack:
+def test_compose_stack_trains_serves_and_retrains(stack_env, raw_frame, tmp_path):
+    small_volume = tmp_path / "docker-compose.small-data-volume.yaml"
+    small_volume.write_text(yaml.safe_dump(SMALL_DATA_VOLUME))
+    with running_stack(stack_env, [small_volume]) as stack:
         timings = drive_the_stack(stack, raw_frame)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "deployment.json").write_text(json.dumps(timings, indent=2))
@@ -325,6 +192,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     )
     timings["up_to_healthy_s"] = time.monotonic() - start
     assert set(states) == set(SERVICES)
+    stack.exec("code", "mkdir -p /opt/dagster/data/landing")  # the image's, on a normal volume
 
     # The image runs as a non-root user; the GCP key file arrived (read-only) where the
     # variable points; the model service waits for a champion with 503s, not restarts.
@@ -522,6 +390,56 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     ).stdout.strip()
     timings["image_mb"] = round(int(image) / 1e6)
 
+    # 7. The data volume full while an asset is written: the run fails naming the file and the
+    # free space, the model server keeps answering, no half-written version is left; with the
+    # space back, the next batch is retrained (reading the previous versions) and served.
+    loop = RequestLoop(stack)
+    loop.start()
+    data = "/opt/dagster/data"
+    stack.exec(
+        "code",
+        f"dd if=/dev/zero of={data}/.filler bs=1M 2>/dev/null; "
+        f"dd if=/dev/zero of={data}/.filler-rest bs=4k 2>/dev/null; df -k {data}",
+    )
+    full = client.submit_job_execution("housing_smoke_job")
+    final = wait_for(
+        lambda: (s := client.get_run_status(full).value) in ("SUCCESS", "FAILURE") and s,
+        600,
+        "the run on a full disk to end",
+        poll_s=2,
+    )
+    messages = run_messages(stack, ui_auth, full)
+    assert final == "FAILURE", messages[-5:]
+    assert any(
+        "No space left on device" in m
+        and "bytes free there" in m
+        and "previous version is kept" in m
+        for m in messages
+    ), messages[-5:]
+    stack.exec("code", f"rm -f {data}/.filler {data}/.filler-rest")
+    half_written = stack.exec("code", f"find {data}/assets -name '.*' -type f")
+    assert half_written.strip() == "", half_written
+    start = time.monotonic()
+    land(stack, "batch-004.csv", batch_csv(raw_frame, 4))
+    wait_for(lambda: loop.versions.get("4"), 900, "version 4 to be served", poll_s=1)
+    timings["landing_to_served_after_disk_full_s"] = time.monotonic() - start
+    loop.stop.set()
+    loop.join()
+    assert set(loop.statuses) == {200}, loop.statuses
+
+    # The run launcher kept the newest finished run containers (HOUSING_KEEP_RUN_CONTAINERS)
+    # and removed the older ones, the first run's among them.
+    finished = subprocess.run(
+        [
+            *("docker", "ps", "-aq", "--filter", "status=exited"),
+            *("--filter", f"label=housing/run-of={stack.env['HOUSING_STACK']}-code"),
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert 1 <= len(finished) <= 2, finished
+    assert run_container(run_id) is None
+
     # Without a key file on the host compose mounts /dev/null: the entry point must unset the
     # variable rather than hand google-auth an empty key file.
     no_key = subprocess.run(
@@ -558,31 +476,23 @@ def docker_logs(container: str, lines: int = 80) -> str:
     return result.stdout + result.stderr
 
 
-def run_container(run_id: str) -> str | None:
-    """The container the daemon launched for the run (dagster-docker labels it)."""
-    found = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=dagster/run_id={run_id}"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    return found[0] if found else None
-
-
 def run_messages(stack: Stack, auth, run_id: str) -> list[str]:
-    """The messages of the run's event log, through the webserver's GraphQL API."""
+    """The messages of the run's event log, through the webserver's GraphQL API; a failed
+    step's message carries its error and the error's causes."""
     query = (
         "query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection "
-        "{ events { ... on MessageEvent { message } } } } }"
+        "{ events { ... on MessageEvent { message } ... on ExecutionStepFailureEvent "
+        "{ error { message causes { message } } } } } } }"
     )
-    response = requests.post(
-        stack.url("DAGSTER_PORT", "/graphql"),
-        json={"query": query, "variables": {"runId": run_id}},
-        auth=auth,
-        timeout=30,
-    )
-    response.raise_for_status()
-    events = response.json()["data"]["logsForRun"]["events"]
-    return [e["message"] for e in events if e.get("message")]
+    events = stack.graphql(auth, query, {"runId": run_id})["logsForRun"]["events"]
+    messages = []
+    for event in events:
+        error = event.get("error") or {}
+        causes = [c["message"] for c in error.get("causes") or []]
+        messages.append(
+            " ".join(filter(None, [event.get("message"), error.get("message"), *causes]))
+        )
+    return [m for m in messages if m]
 
 
 def check_study_spread_over_workers(stack: Stack, workers: list[str]) -> dict[str, float]:
