@@ -382,6 +382,29 @@ def _sensor_tick_tables(report: dict) -> list[Table]:
     return [(["quantity", "value"], rows)]
 
 
+def _stack_run_tables(report: dict) -> list[Table]:
+    stack, outside = report["stack_runs"], report["outside_runs"]
+    rows = [
+        ["wall (s)", _seconds(r["wall_s"] for r in stack), _seconds(r["wall_s"] for r in outside)],
+        [
+            "median wall (s)",
+            f"{report['stack_wall_s']:.1f}",
+            f"{report['outside_wall_s']:.1f}",
+        ],
+        ["submitted → run started (s)", _seconds(r["submitted_to_start_s"] for r in stack), ""],
+        ["run started → ended (s)", _seconds(r["run_s"] for r in stack), ""],
+        ["**stack ÷ outside, median walls**", f"**{report['ratio_wall']:.2f}**", ""],
+    ]
+    steps = [
+        [step, f"{s['stack_s']:.1f}", f"{s['outside_s']:.1f}", f"{s['extra_s']:+.1f}"]
+        for step, s in report["steps"].items()
+    ]
+    return [
+        (["", "stack", "outside"], rows),
+        (["step (median)", "stack (s)", "outside (s)", "stack − outside (s)"], steps),
+    ]
+
+
 @dataclass(frozen=True)
 class Benchmark:
     title: str
@@ -435,6 +458,16 @@ BENCHMARKS: dict[str, Benchmark] = {
         "requested runs under `/usr/bin/time` (wall, peak memory). Goals: a flat tick, a "
         "retrain linear in rows or better.",
         _growth_tables,
+    ),
+    "stack_run": Benchmark(
+        "A run in the compose stack against the same run outside it",
+        "python -m benchmarks.stack_run",
+        "The shipped compose stack (real volumes, MLflow server, PostgreSQL, idle services), "
+        "each run submitted through GraphQL and run in a container of its own, alternated with "
+        "`dagster job execute` of the same job in one local project folder (SQLite MLflow "
+        "store). Stack wall: submitted → success, the queue and the container's start "
+        "included.",
+        _stack_run_tables,
     ),
     "serving_latency": Benchmark(
         "Serving latency",
