@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -368,13 +369,22 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
 
     timings["requests_during_swap"] = sum(loop.statuses.values())
 
-    # 6. The MLflow server down for 30 s as the next batch lands: the model server keeps
-    # answering from memory, the retrain's MLflow calls retry with backoff, and version 3 is
-    # served once MLflow is back.
+    # 6. The MLflow server down for 30 s while the next batch's retrain registers its model:
+    # the model server keeps answering from memory, the registration's MLflow calls retry with
+    # the client's backoff, exactly one version is made, and it is served once MLflow is back.
     loop = RequestLoop(stack)
     loop.start()
     start = time.monotonic()
     land(stack, "batch-003.csv", batch_csv(raw_frame, 3))
+    retrain = wait_for(
+        lambda: running_container("retrain_job"), 300, "the batch's retrain", poll_s=0.5
+    )
+    wait_for(
+        lambda: "registered_model - STEP_START" in docker_logs(retrain, lines=40),
+        600,
+        "the retrain to reach registered_model",
+        poll_s=0.5,
+    )
     subprocess.run(["docker", "stop", stack.container("mlflow")], check=True, timeout=120)
     time.sleep(30)
     subprocess.run(["docker", "start", stack.container("mlflow")], check=True, timeout=120)
@@ -383,6 +393,11 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     loop.stop.set()
     loop.join()
     assert set(loop.statuses) == {200}, loop.statuses
+    status, body = mlflow_api(
+        "model-versions/search?filter=" + urllib.parse.quote("name='housing_price_model'")
+    )
+    versions = sorted(int(v["version"]) for v in body.get("model_versions", []))
+    assert status == 200 and versions == [1, 2, 3], (status, versions)  # no retried duplicate
     image = subprocess.run(
         ["docker", "image", "inspect", "--format", "{{.Size}}", "housing-assets:latest"],
         capture_output=True,
@@ -474,6 +489,19 @@ def docker_logs(container: str, lines: int = 80) -> str:
         ["docker", "logs", "--tail", str(lines), container], capture_output=True, text=True
     )
     return result.stdout + result.stderr
+
+
+def running_container(job: str) -> str | None:
+    """The running container of a run of ``job``, if any."""
+    found = subprocess.run(
+        [
+            *("docker", "ps", "-q", "--filter", f"label=dagster/job_name={job}"),
+            *("--filter", "status=running"),
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return found[0] if found else None
 
 
 def run_messages(stack: Stack, auth, run_id: str) -> list[str]:
