@@ -98,13 +98,19 @@ def test_the_shipped_instance_config_names_the_recorder_and_the_launcher(tmp_pat
     }
     assert settings["run_launcher"]["module"] == "housing_assets.platform.run_liveness"
     assert settings["run_monitoring"]["enabled"]
-    # The compose stack's runs are containers: Dagster's DockerRunLauncher, whose own health
-    # check (the container's state) run monitoring uses; no worker recorder there.
+    # The compose stack's runs are containers: dagster-docker's DockerRunLauncher (which also
+    # removes old containers), whose own health check (the container's state) run monitoring
+    # uses; no worker recorder there.
+    from dagster_docker import DockerRunLauncher
+
+    from housing_assets.platform.docker_launcher import PruningDockerRunLauncher
+
     stack = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     assert (stack["run_launcher"]["module"], stack["run_launcher"]["class"]) == (
-        "dagster_docker",
-        "DockerRunLauncher",
+        "housing_assets.platform.docker_launcher",
+        "PruningDockerRunLauncher",
     )
+    assert issubclass(PruningDockerRunLauncher, DockerRunLauncher)
     assert stack["run_monitoring"]["enabled"] and "python_logs" not in stack
     _home_with_the_shipped_instance_config(tmp_path, monkeypatch)
     with DagsterInstance.get() as instance:
