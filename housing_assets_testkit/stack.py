@@ -200,11 +200,7 @@ def running_stack(
     finally:
         # The run containers the daemon launched first (compose does not know them, and they
         # hold the volumes), then the stack.
-        runs = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=housing/run-of={project}-code"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
+        runs = docker_ps(f"label=housing/run-of={project}-code")
         if runs:
             subprocess.run(["docker", "rm", "-f", *runs], capture_output=True)
         stack.run(
@@ -212,11 +208,16 @@ def running_stack(
         )
 
 
+def docker_ps(*filters: str) -> list[str]:
+    """Ids of the host's containers, running or not, that match every filter
+    (``docker ps -a --filter``: ``label=k=v``, ``status=exited``...)."""
+    command = ["docker", "ps", "-aq"]
+    for condition in filters:
+        command += ["--filter", condition]
+    return subprocess.run(command, capture_output=True, text=True).stdout.split()
+
+
 def run_container(run_id: str) -> str | None:
     """The container the daemon launched for the run (dagster-docker labels it)."""
-    found = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=dagster/run_id={run_id}"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    found = docker_ps(f"label=dagster/run_id={run_id}")
     return found[0] if found else None

@@ -38,6 +38,7 @@ from housing_assets_testkit.stack import (
     Stack,
     compose_command,
     docker_engine_answers,
+    docker_ps,
     run_container,
     running_stack,
     stack_environment,
@@ -123,6 +124,12 @@ class RequestLoop(threading.Thread):
             self.statuses[status] += 1
             self.versions[str(version)] += 1
             time.sleep(0.05)
+
+    def finish(self) -> None:
+        """Stop the loop; every prediction it sent must have been answered (200)."""
+        self.stop.set()
+        self.join()
+        assert set(self.statuses) == {200}, self.statuses
 
 
 @pytest.fixture
@@ -278,9 +285,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     land(stack, "batch-001.csv", batch_csv(raw_frame, 1))
     wait_for(lambda: loop.versions.get("2"), 900, "version 2 to be served", poll_s=1)
     timings["landing_to_served_s"] = time.monotonic() - start
-    loop.stop.set()
-    loop.join()
-    assert set(loop.statuses) == {200}, loop.statuses
+    loop.finish()
     assert stack.exec("code", "ls /opt/dagster/data/landing/accepted").split() == ["batch-001.csv"]
 
     # PostgreSQL restarted: the next submission through the webserver still succeeds (its
@@ -390,9 +395,7 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     subprocess.run(["docker", "start", stack.container("mlflow")], check=True, timeout=120)
     wait_for(lambda: loop.versions.get("3"), 900, "version 3 to be served", poll_s=1)
     timings["landing_to_served_through_mlflow_outage_s"] = time.monotonic() - start
-    loop.stop.set()
-    loop.join()
-    assert set(loop.statuses) == {200}, loop.statuses
+    loop.finish()
     status, body = mlflow_api(
         "model-versions/search?filter=" + urllib.parse.quote("name='housing_price_model'")
     )
@@ -438,20 +441,11 @@ def drive_the_stack(stack: Stack, raw_frame) -> dict[str, float]:
     land(stack, "batch-004.csv", batch_csv(raw_frame, 4))
     wait_for(lambda: loop.versions.get("4"), 900, "version 4 to be served", poll_s=1)
     timings["landing_to_served_after_disk_full_s"] = time.monotonic() - start
-    loop.stop.set()
-    loop.join()
-    assert set(loop.statuses) == {200}, loop.statuses
+    loop.finish()
 
     # The run launcher kept the newest finished run containers (HOUSING_KEEP_RUN_CONTAINERS)
     # and removed the older ones, the first run's among them.
-    finished = subprocess.run(
-        [
-            *("docker", "ps", "-aq", "--filter", "status=exited"),
-            *("--filter", f"label=housing/run-of={stack.env['HOUSING_STACK']}-code"),
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    finished = docker_ps("status=exited", f"label=housing/run-of={stack.env['HOUSING_STACK']}-code")
     assert 1 <= len(finished) <= 2, finished
     assert run_container(run_id) is None
 
@@ -493,14 +487,7 @@ def docker_logs(container: str, lines: int = 80) -> str:
 
 def running_container(job: str) -> str | None:
     """The running container of a run of ``job``, if any."""
-    found = subprocess.run(
-        [
-            *("docker", "ps", "-q", "--filter", f"label=dagster/job_name={job}"),
-            *("--filter", "status=running"),
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    found = docker_ps(f"label=dagster/job_name={job}", "status=running")
     return found[0] if found else None
 
 

@@ -41,10 +41,6 @@ class PruningDockerRunLauncher(DockerRunLauncher):
             ),
         }
 
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(inst_data=inst_data, **config_value)
-
     def launch_run(self, context) -> None:
         super().launch_run(context)
         try:
